@@ -1,0 +1,89 @@
+//! The `.chainr` language: parse, check and lower pipelines to the JSON Pipeline IR.
+//!
+//! Pure: this crate does no IO, spawns nothing and reads no clock. Callers hand it text and get
+//! back an IR value and diagnostics; rendering diagnostics to text is also pure.
+//!
+//! ```
+//! let src = r#"pipeline hello { job greet { image = "busybox" run = "echo hi" } }"#;
+//! let out = chainr_compiler::compile(src, &Default::default());
+//! assert!(out.diagnostics.is_empty());
+//! assert_eq!(out.pipeline.unwrap().jobs["greet"].run, "echo hi");
+//! ```
+
+mod check;
+pub mod diagnostic;
+pub mod fields;
+mod graph;
+pub mod ir;
+pub mod parse;
+pub mod syntax;
+pub mod types;
+pub mod units;
+mod validate;
+
+pub use check::Params;
+pub use diagnostic::{render, Diagnostic, Severity};
+pub use validate::{validate, validate_json};
+
+/// The result of compiling: the IR when there is no error, and every diagnostic found.
+#[derive(Debug)]
+pub struct Compiled {
+    pub pipeline: Option<ir::Pipeline>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles `.chainr` source with the given param values.
+pub fn compile(src: &str, params: &Params) -> Compiled {
+    let parsed = parse::parse(src);
+    if !parsed.errors.is_empty() {
+        let mut diagnostics = parsed.errors;
+        diagnostic::normalize(&mut diagnostics);
+        return Compiled {
+            pipeline: None,
+            diagnostics,
+        };
+    }
+    let (pipeline, mut diagnostics) = check::check(&parsed.file, params);
+    diagnostic::normalize(&mut diagnostics);
+    Compiled {
+        pipeline,
+        diagnostics,
+    }
+}
+
+/// Reads IR JSON (the original chainr format or its superset) and validates it.
+pub fn compile_json(src: &str) -> Compiled {
+    let (pipeline, mut diagnostics) = validate_json(src);
+    diagnostic::normalize(&mut diagnostics);
+    Compiled {
+        pipeline,
+        diagnostics,
+    }
+}
+
+/// Whether a file is source or IR, from its name: `.json` is IR, anything else is source.
+pub fn is_ir_file(name: &str) -> bool {
+    name.ends_with(".json")
+}
+
+/// Compiles a file by kind: IR JSON is validated, source is compiled (params apply to source only).
+pub fn compile_file(name: &str, src: &str, params: &Params) -> Compiled {
+    if is_ir_file(name) {
+        compile_json(src)
+    } else {
+        compile(src, params)
+    }
+}
+
+/// The IR as pretty JSON with a final newline, as `chainrc compile` prints it.
+pub fn to_json(p: &ir::Pipeline) -> String {
+    let mut out = serde_json::to_string_pretty(p).expect("the IR always serializes");
+    out.push('\n');
+    out
+}

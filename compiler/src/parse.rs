@@ -1,0 +1,691 @@
+//! The parser: source text to a [`File`] syntax tree, with friendly syntax errors.
+//!
+//! pest has no error recovery, so the pipeline is parsed one item at a time: after a syntax error
+//! the parser skips to the next line that starts an item and goes on, so a file with three broken
+//! jobs reports three errors. Items that parsed are kept (an editor can still use them).
+
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::syntax::*;
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/chainr.pest"]
+struct Grammar;
+
+/// What [`parse`] returns: the items that parsed, and the syntax errors.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub file: File,
+    pub errors: Vec<Diagnostic>,
+}
+
+const ITEM_KEYWORDS: [&str; 5] = ["job", "param", "template", "defaults", "finally"];
+
+pub fn parse(src: &str) -> Parsed {
+    let mut parsed = Parsed::default();
+    let mut pos = skip_trivia(src, 0);
+    if let Some(err) = unterminated_comment(src, pos) {
+        parsed.errors.push(err);
+        return parsed;
+    }
+    match Grammar::parse(Rule::header, &src[pos..]) {
+        Ok(mut pairs) => {
+            let header = pairs.next().expect("header rule yields one pair");
+            let end = header.as_span().end();
+            let name = header
+                .into_inner()
+                .find(|p| p.as_rule() == Rule::ident)
+                .expect("header has a name");
+            parsed.file.pipeline = Some(ident(&name, pos));
+            pos += end;
+        }
+        Err(e) => {
+            let at = pos;
+            let mut d = syntax_error(src, pos, e);
+            if src[at..].starts_with("job") || src[at..].starts_with("param") {
+                d = Diagnostic::error("E0010", "a file must start with `pipeline NAME {`")
+                    .primary(Span::new(at, at), "expected `pipeline` here")
+                    .help("wrap the jobs in a pipeline: `pipeline my-pipeline { ... }`");
+            }
+            parsed.errors.push(d);
+            return parsed;
+        }
+    }
+    let header_span = Span::new(0, pos);
+    loop {
+        pos = skip_trivia(src, pos);
+        if let Some(err) = unterminated_comment(src, pos) {
+            parsed.errors.push(err);
+            break;
+        }
+        if pos >= src.len() {
+            if parsed.errors.is_empty() {
+                parsed.errors.push(
+                    Diagnostic::error("E0011", "this pipeline is never closed")
+                        .primary(Span::new(src.len(), src.len()), "expected `}` before the end of the file")
+                        .secondary(header_span, "the pipeline starts here"),
+                );
+            }
+            break;
+        }
+        if src.as_bytes()[pos] == b'}' {
+            parsed.file.end = Some(Span::new(pos, pos + 1));
+            let rest = skip_trivia(src, pos + 1);
+            if rest < src.len() && parsed.errors.is_empty() {
+                let extra = if src[rest..].starts_with("pipeline") {
+                    "a file holds one pipeline; put the next one in a file of its own"
+                } else {
+                    "this text is outside the pipeline; move it between the pipeline's braces"
+                };
+                parsed.errors.push(
+                    Diagnostic::error("E0012", "unexpected text after the end of the pipeline")
+                        .primary(Span::new(rest, src.len()), "not part of the pipeline")
+                        .secondary(Span::new(pos, pos + 1), "the pipeline ends here")
+                        .help(extra),
+                );
+            }
+            break;
+        }
+        match Grammar::parse(Rule::item, &src[pos..]) {
+            Ok(mut pairs) => {
+                // `item` is silent: its one pair is the alternative that matched.
+                let pair = pairs.next().expect("item rule yields one pair");
+                let len = pair.as_span().end();
+                parsed.file.items.push(item(pair, pos));
+                pos += len;
+            }
+            Err(e) => {
+                parsed.errors.push(item_error(src, pos, e));
+                match recover(src, pos) {
+                    Some(next) => pos = next,
+                    None => break,
+                }
+            }
+        }
+    }
+    parsed
+}
+
+/// Skips whitespace and comments (an unterminated block comment is left for the caller).
+pub fn skip_trivia(src: &str, mut pos: usize) -> usize {
+    let bytes = src.as_bytes();
+    while pos < bytes.len() {
+        match bytes[pos] {
+            b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
+            b'/' if bytes.get(pos + 1) == Some(&b'/') => {
+                pos = src[pos..].find('\n').map_or(src.len(), |n| pos + n);
+            }
+            b'/' if bytes.get(pos + 1) == Some(&b'*') => match src[pos + 2..].find("*/") {
+                Some(n) => pos = pos + 2 + n + 2,
+                None => return pos,
+            },
+            _ => break,
+        }
+    }
+    pos
+}
+
+fn unterminated_comment(src: &str, pos: usize) -> Option<Diagnostic> {
+    if src[pos..].starts_with("/*") {
+        return Some(
+            Diagnostic::error("E0003", "unterminated block comment")
+                .primary(Span::new(pos, pos + 2), "this comment is never closed")
+                .help("close it with `*/`"),
+        );
+    }
+    None
+}
+
+/// The start of the next line that begins an item, or the pipeline's closing brace.
+fn recover(src: &str, from: usize) -> Option<usize> {
+    let mut line_start = src[from..].find('\n').map(|n| from + n + 1)?;
+    while line_start < src.len() {
+        let line_end = src[line_start..].find('\n').map_or(src.len(), |n| line_start + n);
+        let line = &src[line_start..line_end];
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let starts_item = ITEM_KEYWORDS.iter().any(|k| {
+            trimmed.starts_with(k)
+                && !trimmed[k.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+        });
+        if starts_item || (indent == 0 && trimmed.trim_end() == "}") {
+            return Some(line_start + indent);
+        }
+        line_start = line_end + 1;
+    }
+    None
+}
+
+fn item_error(src: &str, pos: usize, e: pest::error::Error<Rule>) -> Diagnostic {
+    // `jb foo {` or `jobs foo {`: a misspelt item keyword reads better than "expected `=`".
+    let word_end = src[pos..]
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .map_or(src.len(), |n| pos + n);
+    let word = &src[pos..word_end];
+    let next = skip_trivia(src, word_end);
+    let next_is_name = src[next..].starts_with(|c: char| c.is_alphabetic() || c == '_');
+    if !word.is_empty() && next_is_name && !ITEM_KEYWORDS.contains(&word) {
+        let span = Span::new(pos, word_end);
+        let mut d = Diagnostic::error("E0005", format!("unknown item `{word}`"))
+            .primary(span, "expected `job`, `param`, `template`, `defaults` or `finally`");
+        if let Some(k) = did_you_mean(word, ITEM_KEYWORDS) {
+            d = d.help(format!("did you mean `{k}`?")).fix(span, k);
+        } else {
+            d = d.help("a pipeline holds jobs (`job NAME { ... }`), params, templates, `defaults`, `finally` and settings (`NAME = VALUE`)");
+        }
+        return d;
+    }
+    syntax_error(src, pos, e)
+}
+
+/// Turns a pest error into a diagnostic in plain words.
+fn syntax_error(src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagnostic {
+    let at = offset
+        + match e.location {
+            pest::error::InputLocation::Pos(p) => p,
+            pest::error::InputLocation::Span((s, _)) => s,
+        };
+    // An unterminated string is reported where it starts, not where the parser gave up.
+    if let Some(d) = unterminated_string(src, offset, at) {
+        return d;
+    }
+    let mut expected: Vec<&'static str> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        for r in positives {
+            let words = describe(*r);
+            if !expected.contains(&words) {
+                expected.push(words);
+            }
+        }
+    }
+    let found = describe_found(src, at);
+    let end = (at + found.1).min(src.len());
+    let expected = join_or(&expected);
+    let message = if expected.is_empty() {
+        format!("unexpected {}", found.0)
+    } else {
+        format!("expected {expected}, found {}", found.0)
+    };
+    let mut d = Diagnostic::error("E0001", message).primary(
+        Span::new(at, end),
+        if expected.is_empty() {
+            "unexpected here".to_string()
+        } else {
+            format!("expected {expected}")
+        },
+    );
+    if let Some(h) = syntax_help(src, at) {
+        d = d.help(h);
+    }
+    d
+}
+
+fn syntax_help(src: &str, at: usize) -> Option<String> {
+    let rest = &src[at..];
+    if rest.starts_with(':') {
+        return Some("fields are written `name = value`, not `name: value`".into());
+    }
+    if rest.starts_with('\'') {
+        return Some("strings use double quotes: \"...\"".into());
+    }
+    if rest.starts_with("==") {
+        return Some("conditions are written `after x.failed`, not with `==`".into());
+    }
+    if rest.starts_with('.') && !rest.starts_with("..") {
+        return Some("an outcome follows its job with no space: `x.failed`".into());
+    }
+    None
+}
+
+fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
+    // Find the last `"` between the item start and the error that opens a string still open at
+    // the error position, by scanning the item's text with a tiny string-aware lexer.
+    let mut i = offset;
+    let bytes = src.as_bytes();
+    let mut open: Option<(usize, bool)> = None;
+    while i < at.min(src.len()) {
+        match open {
+            None => {
+                if src[i..].starts_with("\"\"\"") {
+                    open = Some((i, true));
+                    i += 3;
+                    continue;
+                }
+                if bytes[i] == b'"' {
+                    open = Some((i, false));
+                } else if src[i..].starts_with("//") {
+                    i = src[i..].find('\n').map_or(src.len(), |n| i + n);
+                    continue;
+                }
+            }
+            Some((_, true)) => {
+                if src[i..].starts_with("\"\"\"") {
+                    open = None;
+                    i += 3;
+                    continue;
+                }
+            }
+            Some((_, false)) => {
+                if bytes[i] == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if bytes[i] == b'"' || bytes[i] == b'\n' {
+                    open = None;
+                }
+            }
+        }
+        i += 1;
+    }
+    let (start, multi) = open?;
+    let stop = if multi {
+        src.len()
+    } else {
+        src[start..].find('\n').map_or(src.len(), |n| start + n)
+    };
+    if at < stop && at < src.len() && !multi && bytes[at] != b'\n' {
+        // The parser stopped inside a string for another reason (an invalid interpolation).
+        return Some(
+            Diagnostic::error("E0004", "invalid interpolation")
+                .primary(Span::new(at, (at + 1).min(src.len())), "expected a name and `}` after `${`")
+                .help("interpolations name a param or loop variable: `${name}`; write `$${` for a literal `${`"),
+        );
+    }
+    let mut d = Diagnostic::error("E0002", "unterminated string")
+        .primary(Span::new(start, if multi { start + 3 } else { stop }), "this string is never closed");
+    d = if multi {
+        d.help("close the block with `\"\"\"`")
+    } else {
+        d.help("close it with `\"` on the same line; use \"\"\"...\"\"\" for text over several lines")
+    };
+    Some(d)
+}
+
+fn describe_found(src: &str, at: usize) -> (String, usize) {
+    let rest = &src[at..];
+    let Some(c) = rest.chars().next() else {
+        return ("the end of the file".into(), 0);
+    };
+    if c == '\n' || c == '\r' {
+        return ("the end of the line".into(), 1);
+    }
+    if c.is_alphanumeric() || c == '_' {
+        let n = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .unwrap_or(rest.len());
+        return (format!("`{}`", &rest[..n]), n);
+    }
+    (format!("`{c}`"), c.len_utf8())
+}
+
+fn join_or(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+/// The words users see for a grammar rule in "expected ..." messages.
+fn describe(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ident | Rule::keyword => "a name",
+        Rule::header | Rule::kw_pipeline => "`pipeline NAME {`",
+        Rule::item | Rule::param | Rule::defaults | Rule::template | Rule::finally | Rule::setting => {
+            "an item (`job`, `param`, `template`, `defaults`, `finally`) or `}`"
+        }
+        Rule::job | Rule::kw_job => "`job`",
+        Rule::kw_param => "`param`",
+        Rule::kw_defaults => "`defaults`",
+        Rule::kw_template => "`template`",
+        Rule::kw_finally => "`finally`",
+        Rule::kw_after | Rule::after_clause => "`after CONDITION`",
+        Rule::kw_for | Rule::for_clause => "`for VAR in ...`",
+        Rule::kw_in => "`in`",
+        Rule::type_expr => "a type such as `string` or `int`",
+        Rule::tparam => "a template parameter (`name: type`)",
+        Rule::use_template => "`= TEMPLATE(...)`",
+        Rule::arg => "an argument (`name = value`)",
+        Rule::range => "a range such as `0..4`",
+        Rule::cond_or | Rule::cond_and | Rule::not | Rule::job_ref => "a job name",
+        Rule::outcome => "an outcome such as `failed`",
+        Rule::block => "a block `{ ... }`",
+        Rule::entry => "a field such as `image = \"...\"` or `run = \"...\"`",
+        Rule::list => "a list",
+        Rule::boolean => "`true` or `false`",
+        Rule::number => "a number",
+        Rule::string | Rule::mstring => "a string",
+        Rule::text | Rule::mtext | Rule::escape | Rule::dollar => "more text or a closing `\"`",
+        Rule::interp => "an interpolation `${name}`",
+        Rule::file | Rule::EOI => "the end of the file",
+        _ => "more input",
+    }
+}
+
+// ---------------------------------------------------------------- pairs to tree
+
+fn span(p: &Pair<Rule>, base: usize) -> Span {
+    let s = p.as_span();
+    Span::new(base + s.start(), base + s.end())
+}
+
+fn ident(p: &Pair<Rule>, base: usize) -> Ident {
+    Ident {
+        name: p.as_str().to_string(),
+        span: span(p, base),
+    }
+}
+
+fn item(p: Pair<Rule>, base: usize) -> Item {
+    match p.as_rule() {
+        Rule::param => Item::Param(param(p, base)),
+        Rule::defaults => {
+            let b = p.into_inner().find(|p| p.as_rule() == Rule::block).expect("defaults block");
+            Item::Defaults(block(b, base))
+        }
+        Rule::template => {
+            let sp = span(&p, base);
+            let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_template);
+            let name = ident(&inner.next().expect("template name"), base);
+            let mut params = Vec::new();
+            let mut body = None;
+            for q in inner {
+                match q.as_rule() {
+                    Rule::tparam => params.push(param(q, base)),
+                    Rule::block => body = Some(block(q, base)),
+                    _ => {}
+                }
+            }
+            Item::Template(Template {
+                name,
+                params,
+                body: body.expect("template body"),
+                span: sp,
+            })
+        }
+        Rule::finally => {
+            let sp = span(&p, base);
+            let jobs = p
+                .into_inner()
+                .filter(|q| q.as_rule() == Rule::job)
+                .map(|q| job(q, base))
+                .collect();
+            Item::Finally(Finally { jobs, span: sp })
+        }
+        Rule::job => Item::Job(job(p, base)),
+        Rule::setting => Item::Setting(entry(p.into_inner().next().expect("setting entry"), base)),
+        r => unreachable!("not an item: {r:?}"),
+    }
+}
+
+fn param(p: Pair<Rule>, base: usize) -> Param {
+    let sp = span(&p, base);
+    let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_param);
+    let name = ident(&inner.next().expect("param name"), base);
+    let ty = type_expr(inner.next().expect("param type"), base);
+    let default = inner.next().map(|e| expr(e, base));
+    Param {
+        name,
+        ty,
+        default,
+        span: sp,
+    }
+}
+
+fn type_expr(p: Pair<Rule>, base: usize) -> TypeExpr {
+    let sp = span(&p, base);
+    let mut inner = p.into_inner();
+    let name = ident(&inner.next().expect("type name"), base);
+    let arg = inner.next().map(|a| Box::new(type_expr(a, base)));
+    TypeExpr { name, arg, span: sp }
+}
+
+fn job(p: Pair<Rule>, base: usize) -> Job {
+    let sp = span(&p, base);
+    let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::kw_job);
+    let name = ident(&inner.next().expect("job name"), base);
+    let mut j = Job {
+        name,
+        template: None,
+        fanout: None,
+        after: None,
+        body: None,
+        span: sp,
+    };
+    for q in inner {
+        match q.as_rule() {
+            Rule::use_template => {
+                let usp = span(&q, base);
+                let mut parts = q.into_inner();
+                let tname = ident(&parts.next().expect("template name"), base);
+                let args = parts
+                    .map(|a| {
+                        let mut kv = a.into_inner();
+                        let name = ident(&kv.next().expect("arg name"), base);
+                        let value = expr(kv.next().expect("arg value"), base);
+                        Arg { name, value }
+                    })
+                    .collect();
+                j.template = Some(TemplateUse {
+                    name: tname,
+                    args,
+                    span: usp,
+                });
+            }
+            Rule::for_clause => {
+                let fsp = span(&q, base);
+                let mut parts = q
+                    .into_inner()
+                    .filter(|p| !matches!(p.as_rule(), Rule::kw_for | Rule::kw_in));
+                let var = ident(&parts.next().expect("loop variable"), base);
+                let src = parts.next().expect("loop source");
+                let source = if src.as_rule() == Rule::range {
+                    let mut bounds = src.into_inner();
+                    let lo = expr(bounds.next().expect("range start"), base);
+                    let hi = expr(bounds.next().expect("range end"), base);
+                    FanSource::Range(lo, hi)
+                } else {
+                    FanSource::Values(expr(src, base))
+                };
+                j.fanout = Some(ForClause {
+                    var,
+                    source,
+                    span: fsp,
+                });
+            }
+            Rule::after_clause => {
+                let asp = span(&q, base);
+                let conds: Vec<Cond> = q
+                    .into_inner()
+                    .filter(|p| p.as_rule() != Rule::kw_after)
+                    .map(|c| cond(c, base))
+                    .collect();
+                let cond = if conds.len() == 1 {
+                    conds.into_iter().next().expect("one condition")
+                } else {
+                    let csp = conds[0].span().to(conds[conds.len() - 1].span());
+                    Cond::And(conds, csp)
+                };
+                j.after = Some(After { cond, span: asp });
+            }
+            Rule::block => j.body = Some(block(q, base)),
+            _ => {}
+        }
+    }
+    j
+}
+
+fn cond(p: Pair<Rule>, base: usize) -> Cond {
+    let sp = span(&p, base);
+    match p.as_rule() {
+        Rule::cond_or | Rule::cond_and => {
+            let is_or = p.as_rule() == Rule::cond_or;
+            let mut parts: Vec<Cond> = p.into_inner().map(|c| cond(c, base)).collect();
+            if parts.len() == 1 {
+                parts.pop().expect("one part")
+            } else if is_or {
+                Cond::Or(parts, sp)
+            } else {
+                Cond::And(parts, sp)
+            }
+        }
+        Rule::not => Cond::Not(Box::new(cond(p.into_inner().next().expect("negated"), base)), sp),
+        Rule::job_ref => {
+            let mut inner = p.into_inner();
+            let job = ident(&inner.next().expect("job name"), base);
+            let outcome = inner.next().map(|o| ident(&o, base));
+            Cond::Ref { job, outcome, span: sp }
+        }
+        r => unreachable!("not a condition: {r:?}"),
+    }
+}
+
+fn block(p: Pair<Rule>, base: usize) -> Block {
+    let sp = span(&p, base);
+    Block {
+        entries: p.into_inner().map(|e| entry(e, base)).collect(),
+        span: sp,
+    }
+}
+
+fn entry(p: Pair<Rule>, base: usize) -> Entry {
+    let sp = span(&p, base);
+    let mut inner = p.into_inner();
+    let k = inner.next().expect("entry key");
+    let key = if k.as_rule() == Rule::string {
+        let ksp = span(&k, base);
+        let text = string_parts(k, base)
+            .into_iter()
+            .map(|part| match part {
+                StrPart::Text(t) => t,
+                StrPart::Interp(i, _) => format!("${{{}}}", i.name),
+                StrPart::BadEscape(_) => String::new(),
+            })
+            .collect();
+        Ident { name: text, span: ksp }
+    } else {
+        ident(&k, base)
+    };
+    let value = expr(inner.next().expect("entry value"), base);
+    Entry { key, value, span: sp }
+}
+
+fn expr(p: Pair<Rule>, base: usize) -> Expr {
+    let sp = span(&p, base);
+    let kind = match p.as_rule() {
+        Rule::string => ExprKind::Str(string_parts(p, base)),
+        Rule::mstring => ExprKind::Str(dedent(mstring_parts(p, base))),
+        Rule::number => ExprKind::Number(p.as_str().to_string()),
+        Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
+        Rule::ident => ExprKind::Name(p.as_str().to_string()),
+        Rule::list => ExprKind::List(p.into_inner().map(|e| expr(e, base)).collect()),
+        Rule::block => ExprKind::Map(block(p, base)),
+        r => unreachable!("not an expression: {r:?}"),
+    };
+    Expr { kind, span: sp }
+}
+
+fn push_text(parts: &mut Vec<StrPart>, s: &str) {
+    if let Some(StrPart::Text(t)) = parts.last_mut() {
+        t.push_str(s);
+    } else {
+        parts.push(StrPart::Text(s.to_string()));
+    }
+}
+
+fn interp(p: Pair<Rule>, base: usize) -> StrPart {
+    let sp = span(&p, base);
+    let name = p.into_inner().next().expect("interpolated name");
+    StrPart::Interp(ident(&name, base), sp)
+}
+
+fn string_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
+    let mut parts = Vec::new();
+    for q in p.into_inner() {
+        match q.as_rule() {
+            Rule::text => push_text(&mut parts, q.as_str()),
+            Rule::dollar => push_text(&mut parts, "${"),
+            Rule::interp => parts.push(interp(q, base)),
+            Rule::escape => match &q.as_str()[1..] {
+                "n" => push_text(&mut parts, "\n"),
+                "t" => push_text(&mut parts, "\t"),
+                "r" => push_text(&mut parts, "\r"),
+                "0" => push_text(&mut parts, "\0"),
+                "\\" => push_text(&mut parts, "\\"),
+                "\"" => push_text(&mut parts, "\""),
+                "$" => push_text(&mut parts, "$"),
+                _ => parts.push(StrPart::BadEscape(span(&q, base))),
+            },
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn mstring_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
+    let mut parts = Vec::new();
+    for q in p.into_inner() {
+        match q.as_rule() {
+            Rule::mtext => push_text(&mut parts, q.as_str()),
+            Rule::dollar => push_text(&mut parts, "${"),
+            Rule::interp => parts.push(interp(q, base)),
+            _ => {}
+        }
+    }
+    parts
+}
+
+/// Removes the common indentation of a `"""` block, its first line break and its last line when
+/// that line holds only the closing quotes' indentation (as Swift and Kotlin do: no final newline).
+pub fn dedent(parts: Vec<StrPart>) -> Vec<StrPart> {
+    // Work on a flat text where each interpolation is one placeholder character, so the
+    // indentation logic sees lines; then rebuild the parts.
+    const MARK: char = '\u{E000}';
+    let mut flat = String::new();
+    let mut interps = Vec::new();
+    for part in parts {
+        match part {
+            StrPart::Text(t) => flat.push_str(&t),
+            other => {
+                flat.push(MARK);
+                interps.push(other);
+            }
+        }
+    }
+    let mut lines: Vec<&str> = flat.split('\n').collect();
+    if lines.len() > 1 && lines[0].trim().is_empty() {
+        lines.remove(0);
+    }
+    if lines.len() > 1 && lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .min()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        if l.len() >= indent {
+            text.push_str(&l[indent..]);
+        } else {
+            text.push_str(l.trim_start());
+        }
+    }
+    let mut out = Vec::new();
+    let mut interps = interps.into_iter();
+    for (i, chunk) in text.split(MARK).enumerate() {
+        if i > 0 {
+            out.push(interps.next().expect("one part per placeholder"));
+        }
+        if !chunk.is_empty() {
+            out.push(StrPart::Text(chunk.to_string()));
+        }
+    }
+    out
+}

@@ -1,0 +1,244 @@
+//! The syntax tree of a `.chainr` file: what the parser produces, with a byte span on every node.
+
+use std::fmt;
+
+/// A byte range in the source text, `start..end`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
+    pub fn contains(self, offset: usize) -> bool {
+        (self.start as usize) <= offset && offset <= (self.end as usize)
+    }
+}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+/// A name written in the source, with where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A parsed file: the pipeline header and every item that parsed.
+#[derive(Clone, Debug, Default)]
+pub struct File {
+    pub pipeline: Option<Ident>,
+    pub items: Vec<Item>,
+    /// Where the pipeline's closing brace is, when it was found.
+    pub end: Option<Span>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Item {
+    Param(Param),
+    Defaults(Block),
+    Template(Template),
+    Job(Job),
+    Finally(Finally),
+    Setting(Entry),
+}
+
+impl Item {
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Param(p) => p.span,
+            Item::Defaults(b) => b.span,
+            Item::Template(t) => t.span,
+            Item::Job(j) => j.span,
+            Item::Finally(f) => f.span,
+            Item::Setting(e) => e.span,
+        }
+    }
+}
+
+/// `param NAME: TYPE = DEFAULT`, also a template's parameter.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+/// `string`, `int`, `list<string>`: checked against the known types by the checker.
+#[derive(Clone, Debug)]
+pub struct TypeExpr {
+    pub name: Ident,
+    pub arg: Option<Box<TypeExpr>>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub body: Block,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finally {
+    pub jobs: Vec<Job>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub name: Ident,
+    pub template: Option<TemplateUse>,
+    pub fanout: Option<ForClause>,
+    pub after: Option<After>,
+    pub body: Option<Block>,
+    pub span: Span,
+}
+
+/// `= NAME(ARG = VALUE, ...)` in `job X = NAME(...)`.
+#[derive(Clone, Debug)]
+pub struct TemplateUse {
+    pub name: Ident,
+    pub args: Vec<Arg>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Arg {
+    pub name: Ident,
+    pub value: Expr,
+}
+
+/// `for VAR in 0..n` or `for VAR in [a, b]`.
+#[derive(Clone, Debug)]
+pub struct ForClause {
+    pub var: Ident,
+    pub source: FanSource,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum FanSource {
+    Range(Expr, Expr),
+    Values(Expr),
+}
+
+/// The condition after `after`, with the span of the whole clause.
+#[derive(Clone, Debug)]
+pub struct After {
+    pub cond: Cond,
+    pub span: Span,
+}
+
+/// A condition: a boolean expression over job outcomes.
+#[derive(Clone, Debug)]
+pub enum Cond {
+    /// `x` or `x.failed`.
+    Ref {
+        job: Ident,
+        outcome: Option<Ident>,
+        span: Span,
+    },
+    Not(Box<Cond>, Span),
+    And(Vec<Cond>, Span),
+    Or(Vec<Cond>, Span),
+}
+
+impl Cond {
+    pub fn span(&self) -> Span {
+        match self {
+            Cond::Ref { span, .. } | Cond::Not(_, span) | Cond::And(_, span) | Cond::Or(_, span) => {
+                *span
+            }
+        }
+    }
+
+    /// Every `x` or `x.outcome` in the condition, left to right.
+    pub fn refs<'a>(&'a self, out: &mut Vec<(&'a Ident, Option<&'a Ident>)>) {
+        match self {
+            Cond::Ref { job, outcome, .. } => out.push((job, outcome.as_ref())),
+            Cond::Not(c, _) => c.refs(out),
+            Cond::And(cs, _) | Cond::Or(cs, _) => cs.iter().for_each(|c| c.refs(out)),
+        }
+    }
+}
+
+/// `{ key = value, key { ... } }`: a job body, `defaults`, a map value.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub entries: Vec<Entry>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum ExprKind {
+    Str(Vec<StrPart>),
+    /// An integer, a duration or a quantity: typed by where it stands.
+    Number(String),
+    Bool(bool),
+    List(Vec<Expr>),
+    Map(Block),
+    /// A reference to a param, a template parameter or a loop variable.
+    Name(String),
+}
+
+impl ExprKind {
+    /// How users call this kind of value in messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ExprKind::Str(_) => "a string",
+            ExprKind::Number(_) => "a number",
+            ExprKind::Bool(_) => "a boolean",
+            ExprKind::List(_) => "a list",
+            ExprKind::Map(_) => "a map",
+            ExprKind::Name(_) => "a name",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StrPart {
+    Text(String),
+    /// `${name}`; the span covers the whole `${...}`.
+    Interp(Ident, Span),
+    /// A backslash escape that is not one of the known ones, kept so the checker can point at it.
+    BadEscape(Span),
+}

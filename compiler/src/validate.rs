@@ -1,0 +1,186 @@
+//! Validation of IR that arrives as JSON (`chainrc check pipeline.json`, `POST /api/runs`):
+//! the same rigour as source. Unknown fields, unknown dependencies, cycles and invalid values are
+//! errors that name the jobs, found before anything runs.
+
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::graph::find_cycles;
+use crate::ir::Pipeline;
+use crate::syntax::Span;
+use crate::units;
+use std::collections::HashMap;
+
+/// Parses and validates IR JSON. Returns the pipeline when there is no error.
+pub fn validate_json(src: &str) -> (Option<Pipeline>, Vec<Diagnostic>) {
+    let pipeline: Pipeline = match serde_json::from_str(src) {
+        Ok(p) => p,
+        Err(e) => return (None, vec![json_error(src, &e)]),
+    };
+    let diags = validate(&pipeline, src);
+    let ok = !diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(pipeline), diags)
+}
+
+fn json_error(src: &str, e: &serde_json::Error) -> Diagnostic {
+    let offset = offset_of(src, e.line(), e.column());
+    let text = e.to_string();
+    // serde_json appends " at line L column C"; the label shows where.
+    let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m).to_string();
+    let mut d = Diagnostic::error("E0900", format!("invalid pipeline: {message}"))
+        .primary(Span::new(offset, (offset + 1).min(src.len()).max(offset)), "here");
+    if message.starts_with("unknown field") {
+        d = d.help("the fields of the IR are listed in docs/ir.md and docs/pipeline.schema.json");
+    } else if message.contains("unknown variant") && message.contains("Pipeline") {
+        d = d.help("a pipeline's `kind` is \"Pipeline\"");
+    }
+    d
+}
+
+fn offset_of(src: &str, line: usize, column: usize) -> usize {
+    if line == 0 {
+        return 0;
+    }
+    let line_start = src.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>();
+    (line_start + column.saturating_sub(1)).min(src.len())
+}
+
+/// Where a job's key is written in the JSON text, for labels.
+fn job_span(src: &str, name: &str) -> Span {
+    let quoted = format!("\"{name}\"");
+    let jobs = src.find("\"jobs\"").unwrap_or(0);
+    let mut from = jobs;
+    while let Some(i) = src[from..].find(&quoted) {
+        let at = from + i;
+        let after = src[at + quoted.len()..].trim_start();
+        if after.starts_with(':') {
+            return Span::new(at, at + quoted.len());
+        }
+        from = at + quoted.len();
+    }
+    Span::new(0, 0)
+}
+
+fn at(d: Diagnostic, src: &str, job: &str, message: impl Into<String>) -> Diagnostic {
+    let span = job_span(src, job);
+    if span == Span::new(0, 0) {
+        d
+    } else {
+        d.primary(span, message)
+    }
+}
+
+/// Checks a pipeline's meaning: names, dependencies, cycles and field values.
+pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let index: HashMap<&str, usize> = p.jobs.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); p.jobs.len()];
+    let mut safe: HashMap<String, &str> = HashMap::new();
+    if p.concurrency == Some(0) {
+        diags.push(Diagnostic::error("E0910", "`concurrency` must be at least 1"));
+    }
+    for (i, (name, job)) in p.jobs.iter().enumerate() {
+        if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            diags.push(at(
+                Diagnostic::error("E0906", format!("invalid job name {name:?}")),
+                src,
+                name,
+                "job names are 1 to 253 characters, without spaces or `/`",
+            ));
+        }
+        let k = units::kubernetes_name(name);
+        if let Some(other) = safe.insert(k.clone(), name) {
+            diags.push(at(
+                Diagnostic::error("E0907", format!("the job names `{other}` and `{name}` collide in Kubernetes"))
+                    .help(format!("both become `{k}`; rename one of them")),
+                src,
+                name,
+                "collides",
+            ));
+        }
+        if let Err(why) = units::check_image(&job.image) {
+            diags.push(at(
+                Diagnostic::error("E0905", format!("job `{name}`: invalid image `{}`: {why}", job.image)),
+                src,
+                name,
+                "in this job",
+            ));
+        }
+        for key in job.env.keys().chain(job.secret_env.keys()) {
+            let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || key.starts_with("CHAINR_") {
+                diags.push(at(
+                    Diagnostic::error("E0908", format!("job `{name}`: invalid environment variable name `{key}`"))
+                        .help("use letters, digits and `_`; CHAINR_ names are reserved"),
+                    src,
+                    name,
+                    "in this job",
+                ));
+            }
+        }
+        for q in [&job.resources.cpu, &job.resources.memory].into_iter().flatten() {
+            if let Err((why, _)) = units::check_quantity(q) {
+                diags.push(at(
+                    Diagnostic::error("E0909", format!("job `{name}`: invalid quantity `{q}`: {why}")),
+                    src,
+                    name,
+                    "in this job",
+                ));
+            }
+        }
+        if job.retries > 100 {
+            diags.push(at(
+                Diagnostic::error("E0910", format!("job `{name}`: {} retries is out of range (0 to 100)", job.retries)),
+                src,
+                name,
+                "in this job",
+            ));
+        }
+        let mut needed: Vec<&str> = job.depends_on.iter().map(|d| d.job.as_str()).collect();
+        if let Some(c) = &job.condition {
+            c.jobs(&mut needed);
+        }
+        for dep in needed {
+            if dep == name {
+                diags.push(at(
+                    Diagnostic::error("E0902", format!("the job `{name}` depends on itself")),
+                    src,
+                    name,
+                    "this job",
+                ));
+                continue;
+            }
+            let Some(&t) = index.get(dep) else {
+                let mut d = Diagnostic::error("E0901", format!("the job `{name}` depends on `{dep}`, which does not exist"));
+                if let Some(s) = did_you_mean(dep, p.jobs.keys().map(String::as_str)) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(at(d, src, name, "in this job"));
+                continue;
+            };
+            if p.jobs[t].finally && !job.finally {
+                diags.push(at(
+                    Diagnostic::error("E0904", format!("the job `{name}` depends on `{dep}`, a finally job"))
+                        .help("only finally jobs can depend on finally jobs"),
+                    src,
+                    name,
+                    "in this job",
+                ));
+                continue;
+            }
+            edges[i].push(t);
+        }
+    }
+    let names: Vec<&str> = p.jobs.keys().map(String::as_str).collect();
+    for cycle in find_cycles(&edges) {
+        let mut path: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+        path.push(names[cycle[0]]);
+        diags.push(at(
+            Diagnostic::error("E0903", format!("dependency cycle: {}", path.join(" → ")))
+                .help("remove one of these dependencies"),
+            src,
+            names[cycle[0]],
+            "part of the cycle",
+        ));
+    }
+    diags
+}

@@ -1,0 +1,188 @@
+//! `chainrc`: the command line of chainr. A thin shell over the crates: it reads files, calls
+//! the compiler, prints results, and chooses exit codes.
+
+use chainr_compiler::{self as compiler, Compiled, Params};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "chainrc",
+    version,
+    about = "Compile, check and run chainr pipelines",
+    long_about = "chainr chains container jobs. `chainrc` compiles `.chainr` pipelines to the JSON Pipeline IR, \
+                  checks them and IR files, and runs them.",
+    after_help = "Exit codes: 0 success, 1 the pipeline has errors (or a file could not be read), 2 bad usage."
+)]
+struct Cli {
+    /// When to colour diagnostics: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a pipeline to the JSON Pipeline IR (`.chainr` source, or IR `.json` to validate and normalize).
+    Compile {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Write the IR here instead of standard output.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Set a param: `-p date=2026-01-01`. Repeatable.
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = param_pair)]
+        params: Vec<(String, String)>,
+    },
+    /// Check pipelines (`.chainr` and IR `.json` files) and report every problem; writes nothing.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Set a param: `-p date=2026-01-01`. Repeatable.
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = param_pair)]
+        params: Vec<(String, String)>,
+    },
+    /// Print the JSON Schema of the Pipeline IR.
+    Schema,
+    /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+fn param_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+    };
+    match cli.command {
+        Command::Compile { file, output, params } => compile(&file, output.as_deref(), Params(params), color),
+        Command::Check { files, params } => check(&files, &Params(params), color),
+        Command::Schema => {
+            print!("{}", compiler::ir::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "chainrc", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ExitCode> {
+    std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        ExitCode::FAILURE
+    })
+}
+
+fn report(path: &Path, src: &str, out: &Compiled, color: bool) {
+    if out.diagnostics.is_empty() {
+        return;
+    }
+    let text = compiler::render(&out.diagnostics, &path.display().to_string(), src, color);
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+fn compile(path: &Path, output: Option<&Path>, params: Params, color: bool) -> ExitCode {
+    let src = match read(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let name = path.to_string_lossy();
+    if compiler::is_ir_file(&name) && !params.0.is_empty() {
+        eprintln!("error: -p sets params of `.chainr` source; {} is IR, whose values are already concrete", path.display());
+        return ExitCode::FAILURE;
+    }
+    let out = compiler::compile_file(&name, &src, &params);
+    report(path, &src, &out, color);
+    let Some(pipeline) = out.pipeline else {
+        summary(&out, color);
+        return ExitCode::FAILURE;
+    };
+    let json = compiler::to_json(&pipeline);
+    let written = match output {
+        Some(o) => std::fs::write(o, json).map_err(|e| format!("cannot write {}: {e}", o.display())),
+        None => std::io::stdout().lock().write_all(json.as_bytes()).map_err(|e| format!("cannot write the IR: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(out: &Compiled, color: bool) {
+    let errors = out.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = out.diagnostics.len() - errors;
+    let mut line = plural(errors, "error");
+    if warnings > 0 {
+        line = format!("{line}, {}", plural(warnings, "warning"));
+    }
+    if color {
+        eprintln!("\x1b[1;31merror\x1b[0m\x1b[1m: the pipeline was not compiled ({line})\x1b[0m");
+    } else {
+        eprintln!("error: the pipeline was not compiled ({line})");
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
+    let (mut errors, mut warnings, mut unreadable) = (0, 0, 0);
+    for path in files {
+        let Ok(src) = read(path) else {
+            unreadable += 1;
+            continue;
+        };
+        let name = path.to_string_lossy();
+        let out = compiler::compile_file(&name, &src, params);
+        report(path, &src, &out, color);
+        let e = out.diagnostics.iter().filter(|d| d.is_error()).count();
+        errors += e;
+        warnings += out.diagnostics.len() - e;
+    }
+    let files_text = plural(files.len(), "file");
+    if errors == 0 && warnings == 0 && unreadable == 0 {
+        eprintln!("checked {files_text}: no problems");
+    } else {
+        let mut parts = vec![plural(errors, "error"), plural(warnings, "warning")];
+        if unreadable > 0 {
+            parts.push(format!("{unreadable} unreadable"));
+        }
+        eprintln!("checked {files_text}: {}", parts.join(", "));
+    }
+    if errors > 0 || unreadable > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -419,14 +419,6 @@ impl<'a> Checker<'a> {
     fn job(&mut self, job: &'a Job, defaults: Option<&'a Block>, finally: bool) -> (Vec<String>, Vec<ir::Job>) {
         if let Some(body) = &job.body {
             self.check_block_keys(body, "a job");
-        } else if job.template.is_none() {
-            // `job x after y` with neither a body nor a template: nothing to run.
-            self.diags.push(
-                Diagnostic::error("E0202", format!("the job `{}` has no body", job.name.name))
-                    .primary(job.name.span, "no `{ ... }` and no template")
-                    .help("give it a body: `{ image = \"...\"  run = \"...\" }`, or use a template: `= NAME(...)`"),
-            );
-            return (vec![job.name.name.clone()], vec![ir::Job::new("", "")]);
         }
         let template = job.template.as_ref().and_then(|u| self.template_use(u));
         // Fan-out values: one scope per instance.

@@ -42,7 +42,7 @@ pub fn parse(src: &str) -> Parsed {
         }
         Err(e) => {
             let at = pos;
-            let mut d = syntax_error(src, pos, e);
+            let mut d = syntax_error(Rule::header, src, pos, e);
             if src[at..].starts_with("job") || src[at..].starts_with("param") {
                 d = Diagnostic::error("E0010", "a file must start with `pipeline NAME {`")
                     .primary(Span::new(at, at), "expected `pipeline` here")
@@ -80,7 +80,10 @@ pub fn parse(src: &str) -> Parsed {
                 };
                 parsed.errors.push(
                     Diagnostic::error("E0012", "unexpected text after the end of the pipeline")
-                        .primary(Span::new(rest, src.len()), "not part of the pipeline")
+                        .primary(
+                            Span::new(rest, src[rest..].find('\n').map_or(src.len(), |n| rest + n)),
+                            "not part of the pipeline",
+                        )
                         .secondary(Span::new(pos, pos + 1), "the pipeline ends here")
                         .help(extra),
                 );
@@ -176,11 +179,11 @@ fn item_error(src: &str, pos: usize, e: pest::error::Error<Rule>) -> Diagnostic 
         }
         return d;
     }
-    syntax_error(src, pos, e)
+    syntax_error(Rule::item, src, pos, e)
 }
 
 /// Turns a pest error into a diagnostic in plain words.
-fn syntax_error(src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagnostic {
+fn syntax_error(rule: Rule, src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagnostic {
     let at = offset
         + match e.location {
             pest::error::InputLocation::Pos(p) => p,
@@ -190,7 +193,7 @@ fn syntax_error(src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagno
     if let Some(d) = unterminated_string(src, offset, at) {
         return d;
     }
-    let mut expected: Vec<&'static str> = Vec::new();
+    let mut expected: Vec<&'static str> = punctuation_expected(rule, src, offset, at);
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
         for r in positives {
             let words = describe(*r);
@@ -198,6 +201,23 @@ fn syntax_error(src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagno
                 expected.push(words);
             }
         }
+    }
+    if let Some(d) = unclosed_brace(src, offset, at) {
+        return d;
+    }
+    const VALUE: &str = "a value (a string, number, name, list or map)";
+    let is_value = |w: &&str| {
+        ["a string", "a number", "a list", "`true` or `false`", "a name"].contains(w)
+    };
+    if expected.iter().filter(|w| is_value(w)).count() >= 3 {
+        expected.retain(|w| !is_value(w) && *w != "a block `{ ... }`" && *w != "`{`");
+        expected.push(VALUE);
+    }
+    if expected.contains(&"`{`") {
+        expected.retain(|w| *w != "a block `{ ... }`");
+    }
+    if expected.contains(&"`}`") {
+        expected.retain(|w| *w != "`,`");
     }
     let found = describe_found(src, at);
     let end = (at + found.1).min(src.len());
@@ -219,6 +239,57 @@ fn syntax_error(src: &str, offset: usize, e: pest::error::Error<Rule>) -> Diagno
         d = d.help(h);
     }
     d
+}
+
+/// A block left open: the parser reaches the next item (or the end of the file) still inside it.
+fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
+    let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = src[line_start..].trim_start();
+    let at_item = ITEM_KEYWORDS.iter().any(|k| {
+        line.starts_with(k) && !line[k.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+    });
+    if !(at >= src.len() || (at_item && line_start > offset)) {
+        return None;
+    }
+    // The innermost `{` still open at the point the parser stopped, skipping strings and comments.
+    let mut open = Vec::new();
+    let bytes = src.as_bytes();
+    let mut i = offset;
+    let stop = if at >= src.len() { src.len() } else { line_start };
+    while i < stop {
+        match bytes[i] {
+            b'{' => open.push(i),
+            b'}' => {
+                open.pop();
+            }
+            b'"' => {
+                let close = if src[i..].starts_with("\"\"\"") {
+                    src[i + 3..].find("\"\"\"").map(|n| i + 3 + n + 2)
+                } else {
+                    src[i + 1..].find(['"', '\n']).map(|n| i + 1 + n)
+                };
+                i = close.unwrap_or(stop);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = src[i..].find('\n').map_or(stop, |n| i + n);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let brace = *open.last()?;
+    let here = if at >= src.len() {
+        "the file ends here".to_string()
+    } else {
+        "expected `}` before this".to_string()
+    };
+    let anchor = if at >= src.len() { Span::new(src.len(), src.len()) } else { Span::new(line_start + (src[line_start..].len() - line.len()), line_start + (src[line_start..].len() - line.len())) };
+    Some(
+        Diagnostic::error("E0006", "unclosed `{`")
+            .primary(Span::new(brace, brace + 1), "this `{` is never closed")
+            .secondary(anchor, here)
+            .help("add the missing `}`"),
+    )
 }
 
 fn syntax_help(src: &str, at: usize) -> Option<String> {
@@ -302,6 +373,52 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
     Some(d)
 }
 
+/// The punctuation the parser would have accepted where it stopped (`=`, `}`, ...). pest only
+/// tracks literal tokens in its "error detail" mode, which is global; the failing item is parsed
+/// again in that mode, under a lock so that concurrent parses see consistent messages.
+fn punctuation_expected(rule: Rule, src: &str, offset: usize, at: usize) -> Vec<&'static str> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let attempts = {
+        let _guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+        pest::set_error_detail(true);
+        let result = Grammar::parse(rule, &src[offset..]);
+        pest::set_error_detail(false);
+        result.err().and_then(|e| e.parse_attempts())
+    };
+    let Some(attempts) = attempts else {
+        return Vec::new();
+    };
+    if offset + attempts.max_position != at {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for t in attempts.expected_tokens() {
+        // The token type is not exported; its text is its Display.
+        {
+            let token = t.to_string();
+            let words = match token.as_str() {
+                "=" => "`=`",
+                "}" => "`}`",
+                "{" => "`{`",
+                ")" => "`)`",
+                "(" => "`(`",
+                "]" => "`]`",
+                "," => "`,`",
+                ":" => "`:`",
+                ">" => "`>`",
+                ".." => "`..`",
+                "&&" => "`&&`",
+                "||" => "`||`",
+                _ => continue,
+            };
+            if !out.contains(&words) {
+                out.push(words);
+            }
+        }
+    }
+    out
+}
+
 fn describe_found(src: &str, at: usize) -> (String, usize) {
     let rest = &src[at..];
     let Some(c) = rest.chars().next() else {
@@ -309,6 +426,9 @@ fn describe_found(src: &str, at: usize) -> (String, usize) {
     };
     if c == '\n' || c == '\r' {
         return ("the end of the line".into(), 1);
+    }
+    if c == ' ' || c == '\t' {
+        return ("a space".into(), 1);
     }
     if c.is_alphanumeric() || c == '_' {
         let n = rest

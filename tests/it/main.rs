@@ -1,0 +1,5 @@
+//! End-to-end tests of `chainrc`: snapshots of every example and error fixture, and the CLI as a
+//! user drives it.
+
+mod cli;
+mod snapshots;

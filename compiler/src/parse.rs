@@ -318,20 +318,20 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
     while i < at.min(src.len()) {
         match open {
             None => {
-                if src[i..].starts_with("\"\"\"") {
+                if bytes[i..].starts_with(b"\"\"\"") {
                     open = Some((i, true));
                     i += 3;
                     continue;
                 }
                 if bytes[i] == b'"' {
                     open = Some((i, false));
-                } else if src[i..].starts_with("//") {
-                    i = src[i..].find('\n').map_or(src.len(), |n| i + n);
+                } else if bytes[i..].starts_with(b"//") {
+                    i = bytes[i..].iter().position(|&b| b == b'\n').map_or(src.len(), |n| i + n);
                     continue;
                 }
             }
             Some((_, true)) => {
-                if src[i..].starts_with("\"\"\"") {
+                if bytes[i..].starts_with(b"\"\"\"") {
                     open = None;
                     i += 3;
                     continue;
@@ -359,7 +359,7 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
         // The parser stopped inside a string for another reason (an invalid interpolation).
         return Some(
             Diagnostic::error("E0004", "invalid interpolation")
-                .primary(Span::new(at, (at + 1).min(src.len())), "expected a name and `}` after `${`")
+                .primary(Span::char_at(src, at), "expected a name and `}` after `${`")
                 .help("interpolations name a param or loop variable: `${name}`; write `$${` for a literal `${`"),
         );
     }

@@ -29,6 +29,16 @@ impl Span {
         }
     }
 
+    /// The span of the one character at `offset` (empty at the end of the text).
+    pub fn char_at(src: &str, offset: usize) -> Span {
+        let mut start = offset.min(src.len());
+        while !src.is_char_boundary(start) {
+            start -= 1;
+        }
+        let len = src[start..].chars().next().map_or(0, char::len_utf8);
+        Span::new(start, start + len)
+    }
+
     pub fn contains(self, offset: usize) -> bool {
         (self.start as usize) <= offset && offset <= (self.end as usize)
     }

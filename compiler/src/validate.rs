@@ -26,7 +26,7 @@ fn json_error(src: &str, e: &serde_json::Error) -> Diagnostic {
     // serde_json appends " at line L column C"; the label shows where.
     let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m).to_string();
     let mut d = Diagnostic::error("E0900", format!("invalid pipeline: {message}"))
-        .primary(Span::new(offset, (offset + 1).min(src.len()).max(offset)), "here");
+        .primary(Span::char_at(src, offset), "here");
     if message.starts_with("unknown field") {
         d = d.help("the fields of the IR are listed in docs/ir.md and docs/pipeline.schema.json");
     } else if message.contains("unknown variant") && message.contains("Pipeline") {

@@ -1,0 +1,146 @@
+//! What the compiler emits means what the source says: conditions, fan-out, defaults,
+//! templates, params and strings, each checked on the IR.
+
+use chainr_compiler::{compile, render, Params};
+use serde_json::{json, Value};
+
+/// Compiles `jobs` inside a pipeline (with a default image) and returns the IR jobs as JSON.
+fn ir_with(jobs: &str, params: &[(&str, &str)]) -> Value {
+    let src = format!("pipeline t {{\n  defaults {{ image = \"busybox\" }}\n{jobs}\n}}\n");
+    let params = Params(params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let out = compile(&src, &params);
+    assert!(!out.has_errors(), "{}", render(&out.diagnostics, "t.chainr", &src, false));
+    serde_json::to_value(out.pipeline.unwrap()).unwrap()["jobs"].clone()
+}
+
+fn ir(jobs: &str) -> Value {
+    ir_with(jobs, &[])
+}
+
+const AB: &str = "job a { run = \"a\" }\njob b { run = \"b\" }\n";
+
+#[test]
+fn a_conjunction_of_successes_and_failures_is_the_original_form() {
+    let jobs = ir(&format!("{AB}job c after a, b.failed {{ run = \"c\" }}"));
+    assert_eq!(
+        jobs["c"]["dependsOn"],
+        json!([{"job": "a"}, {"job": "b", "conditions": {"failure": true}}])
+    );
+    assert!(jobs["c"].get("condition").is_none());
+    let same = ir(&format!("{AB}job c after a.succeeded && b.failed {{ run = \"c\" }}"));
+    assert_eq!(same["c"], jobs["c"]);
+}
+
+#[test]
+fn other_conditions_become_a_condition_tree() {
+    let jobs = ir(&format!(
+        "{AB}job c after a || !b.failed {{ run = \"c\" }}\njob d after a, (b.errored || b.cancelled), a.done {{ run = \"d\" }}"
+    ));
+    assert_eq!(jobs["c"]["condition"], json!({"any": [{"succeeded": "a"}, {"not": {"failed": "b"}}]}));
+    assert_eq!(jobs["d"]["dependsOn"], json!([{"job": "a"}]));
+    assert_eq!(
+        jobs["d"]["condition"],
+        json!({"all": [{"any": [{"errored": "b"}, {"cancelled": "b"}]}, {"done": "a"}]})
+    );
+}
+
+#[test]
+fn allow_failure_makes_a_bare_reference_accept_failure() {
+    let jobs = ir("job a { run = \"a\" allow_failure = true }\njob b { run = \"b\" }\n\
+                   job c after a { run = \"c\" }\njob d after a.succeeded { run = \"d\" }\n\
+                   job e after a || b { run = \"e\" }");
+    // `dependsOn` means "after a" (accepting an allowed failure); `a.succeeded` stays strict.
+    assert_eq!(jobs["c"]["dependsOn"], json!([{"job": "a"}]));
+    assert_eq!(jobs["d"]["condition"], json!({"succeeded": "a"}));
+    assert_eq!(
+        jobs["e"]["condition"],
+        json!({"any": [{"any": [{"succeeded": "a"}, {"failed": "a"}, {"errored": "a"}]}, {"succeeded": "b"}]})
+    );
+}
+
+#[test]
+fn fan_out_instances_and_group_conditions() {
+    let jobs = ir("job s for i in 0..3 { run = \"s ${i}\" }\n\
+                   job all after s { run = \"all\" }\n\
+                   job any-failed after s.failed { run = \"f\" }\n\
+                   job errored after s.errored { run = \"e\" }");
+    assert_eq!(jobs["s-2"]["run"], "s 2");
+    assert_eq!(jobs["s-0"]["group"], "s");
+    assert!(jobs.get("s-3").is_none());
+    assert_eq!(jobs["all"]["dependsOn"], json!([{"job": "s-0"}, {"job": "s-1"}, {"job": "s-2"}]));
+    assert_eq!(
+        jobs["any-failed"]["condition"],
+        json!({"any": [{"failed": "s-0"}, {"failed": "s-1"}, {"failed": "s-2"}]})
+    );
+    assert_eq!(
+        jobs["errored"]["condition"],
+        json!({"all": [
+            {"not": {"any": [{"failed": "s-0"}, {"failed": "s-1"}, {"failed": "s-2"}]}},
+            {"any": [{"errored": "s-0"}, {"errored": "s-1"}, {"errored": "s-2"}]}
+        ]})
+    );
+}
+
+#[test]
+fn fan_out_over_a_list_param_names_instances_by_value() {
+    let src = "param tables: list<string> = [\"users\", \"orders\"]\njob load for t in tables { run = \"load ${t}\" }";
+    let jobs = ir(src);
+    assert_eq!(jobs["load-users"]["run"], "load users");
+    assert_eq!(jobs["load-orders"]["run"], "load orders");
+    let jobs = ir_with(src, &[("tables", "a,b,c.d")]);
+    let names: Vec<&String> = jobs.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["load-a", "load-b", "load-c-d"]);
+}
+
+#[test]
+fn defaults_templates_and_jobs_layer_in_that_order() {
+    let src = "template t(cmd: string, cpu: quantity = 250m) {\n  run = \"do ${cmd}\"\n  env { FROM = \"template\", T = \"1\" }\n  resources { cpu = cpu }\n  retries = 2\n}\n\
+               job x = t(cmd = \"it\") { retries = 5  env { FROM = \"job\" } }\n\
+               job y = t(cmd = \"other\", cpu = 2) after x";
+    let src = format!("{src}\n");
+    let out = compile(
+        &format!("pipeline p {{\n defaults {{ image = \"alpine:3.20\" env {{ FROM = \"defaults\", D = \"1\" }} timeout = 10m }}\n{src}}}"),
+        &Params::default(),
+    );
+    assert!(!out.has_errors(), "{:?}", out.diagnostics);
+    let jobs = serde_json::to_value(out.pipeline.unwrap()).unwrap()["jobs"].clone();
+    assert_eq!(jobs["x"]["run"], "do it");
+    assert_eq!(jobs["x"]["retries"], 5);
+    assert_eq!(jobs["x"]["timeout"], "10m");
+    assert_eq!(jobs["x"]["env"], json!({"FROM": "job", "D": "1", "T": "1"}));
+    assert_eq!(jobs["x"]["resources"], json!({"cpu": "250m"}));
+    assert_eq!(jobs["y"]["resources"], json!({"cpu": "2"}));
+    assert_eq!(jobs["y"]["retries"], 2);
+    assert_eq!(jobs["y"]["dependsOn"], json!([{"job": "x"}]));
+}
+
+#[test]
+fn params_take_defaults_or_command_line_values_of_their_type() {
+    let src = "param n: int = 2\nparam t: duration = 90s\nparam mem: quantity = 64Mi\nparam dry: bool = false\nparam who: string\n\
+               job a { run = \"echo ${who} ${n} ${dry}\" timeout = t resources { memory = mem } }";
+    let jobs = ir_with(src, &[("who", "ops"), ("t", "1h30m")]);
+    assert_eq!(jobs["a"]["run"], "echo ops 2 false");
+    assert_eq!(jobs["a"]["timeout"], "1h30m");
+    assert_eq!(jobs["a"]["resources"]["memory"], "64Mi");
+}
+
+#[test]
+fn strings_escapes_interpolation_and_blocks() {
+    let jobs = ir("param who: string = \"you\"\n\
+                   job a { run = \"tab\\there \\\"${who}\\\" $${HOME} \\${x} $HOME\" }\n\
+                   job b { run = \"\"\"\n      if true; then\n        echo ${who}\n      fi\n    \"\"\" }");
+    assert_eq!(jobs["a"]["run"], "tab\there \"you\" ${HOME} ${x} $HOME");
+    assert_eq!(jobs["b"]["run"], "if true; then\n  echo you\nfi");
+}
+
+#[test]
+fn settings_and_finally() {
+    let src = "pipeline p {\n  description = \"d\"\n  fail_fast = true\n  concurrency = 3\n  job a { image = \"busybox\" run = \"a\" }\n  finally { job r after a.done { image = \"busybox\" run = \"r\" } }\n}\n";
+    let out = compile(src, &Params::default());
+    let p = serde_json::to_value(out.pipeline.unwrap()).unwrap();
+    assert_eq!(p["description"], "d");
+    assert_eq!(p["failFast"], true);
+    assert_eq!(p["concurrency"], 3);
+    assert_eq!(p["jobs"]["r"]["finally"], true);
+    assert_eq!(p["jobs"]["r"]["condition"], json!({"done": "a"}));
+}

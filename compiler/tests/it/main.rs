@@ -1,0 +1,5 @@
+//! Tests of the compiler as a library: robustness on any input, scale, and the meaning of what
+//! it emits.
+
+mod lowering;
+mod robustness;

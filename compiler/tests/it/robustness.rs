@@ -1,0 +1,244 @@
+//! No input makes the compiler panic, and large pipelines compile.
+
+use chainr_compiler::{compile, compile_json, render, to_json, Params};
+use proptest::prelude::*;
+
+const SEED: &str = include_str!("../../../examples/seed.chainr");
+
+/// A pipeline in the full language, the base that mutations start from.
+const RICH: &str = r#"pipeline nightly {
+  param date: string = "2026-01-01"
+  param shards: int = 3
+  param tables: list<string> = ["users", "orders"]
+  description = "nightly load"
+  defaults { image = "busybox:1.36", retries = 1, timeout = 30m }
+  job extract {
+    run = """
+      extract --date ${date}
+      echo $${HOME}
+    """
+    env { MODE = "full", DATE = date }
+    resources { cpu = 500m, memory = 256Mi }
+  }
+  job shard for i in 0..shards after extract { run = "process ${i}" }
+  template etl(table: string, cpu: quantity = 250m) {
+    run = "load ${table}"
+    resources { cpu = cpu }
+  }
+  job load for t in tables = etl(table = t) after shard
+  job rollback after load.failed || (extract.failed && !shard.skipped) {
+    run = "rollback"; allow_failure = true
+  }
+  finally { job report after rollback.done { run = "report" } }
+}
+"#;
+
+/// Tokens of the language, for mutations that stay close to real source.
+const TOKENS: &[&str] = &[
+    "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${", "$${",
+    "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline", "x", "x.failed",
+    "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
+];
+
+fn assert_no_panic(src: &str) {
+    let out = compile(src, &Params::default());
+    // Rendering must work for every diagnostic (spans inside the text, on char boundaries).
+    let _ = render(&out.diagnostics, "fuzz.chainr", src, false);
+    for d in &out.diagnostics {
+        for l in &d.labels {
+            assert!(l.span.end as usize <= src.len(), "label outside the file: {d:?}");
+            assert!(
+                src.is_char_boundary(l.span.start as usize) && src.is_char_boundary(l.span.end as usize),
+                "label not on a char boundary: {d:?}"
+            );
+        }
+    }
+    // What compiles must pass the IR validation that JSON input gets.
+    if let Some(p) = out.pipeline {
+        let again = compile_json(&to_json(&p));
+        assert!(!again.has_errors(), "{:?}", again.diagnostics);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete(usize, usize),
+    Insert(usize, usize),
+    Duplicate(usize, usize),
+}
+
+fn mutate(src: &str, mutations: &[Mutation]) -> String {
+    let mut s = src.to_string();
+    for m in mutations {
+        let at = |i: usize, s: &str| {
+            let mut i = i % (s.len() + 1);
+            while !s.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        match *m {
+            Mutation::Delete(i, n) => {
+                let a = at(i, &s);
+                let b = at(a + n % 12, &s).max(a);
+                s.replace_range(a..b, "");
+            }
+            Mutation::Insert(i, t) => {
+                let a = at(i, &s);
+                s.insert_str(a, TOKENS[t % TOKENS.len()]);
+            }
+            Mutation::Duplicate(i, n) => {
+                let a = at(i, &s);
+                let b = at(a + n % 40, &s).max(a);
+                let chunk = s[a..b].to_string();
+                s.insert_str(b, &chunk);
+            }
+        }
+    }
+    s
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<usize>()).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, t)| Mutation::Insert(i, t)),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, n)| Mutation::Duplicate(i, n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_text_never_panics(src in "\\PC{0,200}") {
+        assert_no_panic(&src);
+    }
+
+    #[test]
+    fn token_soup_never_panics(tokens in proptest::collection::vec(0..TOKENS.len(), 0..60)) {
+        let src: String = tokens.iter().map(|&t| TOKENS[t]).collect::<Vec<_>>().join(" ");
+        assert_no_panic(&format!("pipeline p {{ {src} }}"));
+    }
+
+    #[test]
+    fn mutated_pipelines_never_panic(
+        base in prop_oneof![Just(SEED), Just(RICH)],
+        mutations in proptest::collection::vec(mutation(), 1..6),
+    ) {
+        assert_no_panic(&mutate(base, &mutations));
+    }
+}
+
+const SEED_JSON: &str = r#"{"kind": "Pipeline", "jobs": {
+  "first": {"image": "busybox", "run": "exit 0"},
+  "second": {"image": "busybox", "run": "exit 0", "env": {"A": "é"}, "timeout": "1m"},
+  "success": {"dependsOn": [{"job": "first"}], "image": "busybox", "run": "exit 0"},
+  "error": {"dependsOn": [{"job": "first", "conditions": {"failure": true}}], "image": "busybox", "run": "exit 0",
+            "condition": {"any": [{"failed": "second"}, {"not": {"done": "success"}}]}}
+}}"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_ir_json_never_panics(mutations in proptest::collection::vec(mutation(), 1..6)) {
+        let src = mutate(SEED_JSON, &mutations);
+        let out = compile_json(&src);
+        let _ = render(&out.diagnostics, "fuzz.json", &src, false);
+        for d in &out.diagnostics {
+            for l in &d.labels {
+                prop_assert!(src.is_char_boundary(l.span.start as usize) && src.is_char_boundary(l.span.end as usize));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_rich_base_compiles() {
+    let out = compile(RICH, &Params::default());
+    assert!(out.diagnostics.is_empty(), "{}", render(&out.diagnostics, "rich", RICH, false));
+}
+
+/// `layered` as in the benchmarks: 20 layers, each job after up to 3 jobs of the layer before.
+fn layered(n: usize) -> String {
+    let per = (n / 20).max(1);
+    let mut src = String::from("pipeline big {\n");
+    let mut state: u64 = 7;
+    for i in 0..n {
+        let layer = i / per;
+        src.push_str(&format!("  job j{i:05}"));
+        if layer > 0 {
+            let prev = (layer - 1) * per;
+            let mut deps: Vec<usize> = (0..3)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    prev + (state >> 33) as usize % per
+                })
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            let names: Vec<String> = deps.iter().map(|d| format!("j{d:05}")).collect();
+            src.push_str(&format!(" after {}", names.join(", ")));
+        }
+        src.push_str(" { image = \"busybox\"  run = \"true\" }\n");
+    }
+    src.push_str("}\n");
+    src
+}
+
+#[test]
+fn ten_thousand_jobs_compile() {
+    let src = layered(10_000);
+    let out = compile(&src, &Params::default());
+    assert!(out.diagnostics.is_empty());
+    let p = out.pipeline.unwrap();
+    assert_eq!(p.jobs.len(), 10_000);
+    assert!(p.jobs["j09999"].depends_on.iter().all(|d| d.job.as_str() >= "j09000"));
+}
+
+#[test]
+fn a_one_megabyte_file_compiles() {
+    let script: String = (0..40).map(|i| format!("      echo line {i} of a long script\n")).collect();
+    let mut src = String::from("pipeline mb {\n");
+    let mut i = 0;
+    while src.len() < 1 << 20 {
+        let after = if i > 0 { format!(" after j{}", i - 1) } else { String::new() };
+        src.push_str(&format!(
+            "  // job {i}\n  job j{i}{after} {{\n    image = \"busybox\"\n    run = \"\"\"\n{script}    \"\"\"\n  }}\n"
+        ));
+        i += 1;
+    }
+    src.push_str("}\n");
+    assert!(src.len() >= 1 << 20);
+    let out = compile(&src, &Params::default());
+    assert!(out.diagnostics.is_empty());
+    let p = out.pipeline.unwrap();
+    assert_eq!(p.jobs.len(), i);
+    assert!(p.jobs["j0"].run.starts_with("echo line 0 of a long script\necho line 1"));
+}
+
+#[test]
+fn a_cycle_through_ten_thousand_jobs_is_one_error() {
+    let mut src = String::from("pipeline ring {\n");
+    for i in 0..10_000 {
+        let prev = if i == 0 { 9_999 } else { i - 1 };
+        src.push_str(&format!("  job j{i} after j{prev} {{ image = \"busybox\" run = \"true\" }}\n"));
+    }
+    src.push_str("}\n");
+    let out = compile(&src, &Params::default());
+    let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0103"]);
+    assert_eq!(out.diagnostics[0].labels.len(), 10_000, "one label per edge of the cycle");
+}
+
+#[test]
+fn every_syntax_error_in_a_file_is_reported() {
+    let src = "pipeline p {\n  job a { image = \"busybox\" run: \"true\" }\n  job b { image = \"busybox\" run = \"true\" }\n  job c after b. { image = \"busybox\" run = \"true\" }\n  job d { image = 'busybox' run = \"true\" }\n}\n";
+    let out = compile(src, &Params::default());
+    let lines: Vec<usize> = out
+        .diagnostics
+        .iter()
+        .map(|d| src[..d.primary_span().unwrap().start as usize].lines().count())
+        .collect();
+    assert_eq!(lines, [2, 4, 5], "{}", render(&out.diagnostics, "t", src, false));
+}

@@ -9,7 +9,7 @@ use crate::syntax::*;
 use crate::types::{Type, Value};
 use crate::units::{self, Duration};
 use indexmap::IndexMap;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Values given on the command line (`-p NAME=VALUE`), as text.
 #[derive(Clone, Debug, Default)]
@@ -102,7 +102,7 @@ impl<'a> Checker<'a> {
         }
         self.resolve_params(cli);
         let empty = Scope::empty();
-        let mut seen_settings: HashMap<&str, Span> = HashMap::new();
+        let mut seen_settings: HashMap<&str, Span> = HashMap::default();
         for item in &file.items {
             if let Item::Setting(e) = item {
                 self.setting(e, &mut pipeline, &mut seen_settings, &empty);
@@ -114,7 +114,7 @@ impl<'a> Checker<'a> {
 
         // Pass 1: every job's name, instances and fields.
         let mut decls: Vec<Decl<'a>> = Vec::with_capacity(jobs.len());
-        let mut by_name: HashMap<&'a str, usize> = HashMap::with_capacity(jobs.len());
+        let mut by_name: HashMap<&'a str, usize> = HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
         let mut bodies: Vec<Vec<ir::Job>> = Vec::with_capacity(jobs.len());
         for (job, finally) in jobs {
             if let Some(&first) = by_name.get(job.name.name.as_str()) {
@@ -198,7 +198,7 @@ impl<'a> Checker<'a> {
             return;
         }
         let mut params = Vec::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         for p in &t.params {
             if let Some(first) = seen.insert(&p.name.name, p.name.span) {
                 self.diags.push(
@@ -362,13 +362,15 @@ impl<'a> Checker<'a> {
 
     /// Checks the keys of a block (unknown and repeated fields); values are checked per job.
     fn check_block_keys(&mut self, block: &Block, what: &str) {
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen = [None::<Span>; fields::JOB_FIELDS.len()];
         for e in &block.entries {
             let key = e.key.name.as_str();
-            if fields::job_field(key).is_none() {
-                self.unknown_field(&e.key, what);
-            } else if let Some(first) = seen.insert(key, e.key.span) {
-                self.duplicate_field(key, e.key.span, first);
+            match fields::JOB_FIELDS.iter().position(|f| f.name == key) {
+                None => self.unknown_field(&e.key, what),
+                Some(i) => match seen[i] {
+                    Some(first) => self.duplicate_field(key, e.key.span, first),
+                    None => seen[i] = Some(e.key.span),
+                },
             }
         }
     }
@@ -519,7 +521,7 @@ impl<'a> Checker<'a> {
         let t = &self.templates[name];
         // Argument names are checked here once; values are checked per instance.
         let mut diags = Vec::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         for a in &u.args {
             let an = a.name.name.as_str();
             if let Some(first) = seen.insert(an, a.name.span) {
@@ -618,7 +620,7 @@ impl<'a> Checker<'a> {
             );
             return Vec::new();
         }
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<String> = HashSet::default();
         let mut out = Vec::with_capacity(values.len());
         for v in values {
             let text = v.to_text().unwrap_or_default();
@@ -750,7 +752,7 @@ impl<'a> Checker<'a> {
 
     fn apply_map(&mut self, field: &str, kind: FieldKind, e: &Expr, scope: &Scope, f: &mut JobFields) {
         let Some(block) = self.map_block(field, e) else { return };
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         for entry in &block.entries {
             let key = entry.key.name.as_str();
             if let Some(first) = seen.insert(key, entry.key.span) {
@@ -808,7 +810,7 @@ impl<'a> Checker<'a> {
 
     fn apply_resources(&mut self, e: &Expr, scope: &Scope, f: &mut JobFields) {
         let Some(block) = self.map_block("resources", e) else { return };
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: HashMap<&str, Span> = HashMap::default();
         for entry in &block.entries {
             let key = entry.key.name.as_str();
             if !RESOURCE_KEYS.contains(&key) {
@@ -1145,7 +1147,10 @@ impl<'a> Checker<'a> {
         let mut jobs: Vec<usize> = refs.iter().filter_map(|(j, _)| by_name.get(j.name.as_str()).copied()).collect();
         jobs.sort_unstable();
         jobs.dedup();
-        if jobs.is_empty() || jobs.len() > 5 || refs.len() < 2 {
+        // A conjunction naming distinct jobs always holds for some outcomes; only negation,
+        // disjunction or a job named twice can make a condition unsatisfiable.
+        let plain = !has_not_or_or(cond) && jobs.len() == refs.len();
+        if plain || jobs.is_empty() || jobs.len() > 5 {
             return;
         }
         let n = jobs.len();
@@ -1202,8 +1207,8 @@ impl<'a> Checker<'a> {
     /// Job names must stay distinct once made Kubernetes-safe, and instance names must not
     /// collide with other jobs.
     fn check_names(&mut self, decls: &[Decl]) {
-        let mut exact: HashMap<&str, usize> = HashMap::new();
-        let mut safe: HashMap<String, (usize, &str)> = HashMap::new();
+        let mut exact: HashMap<&str, usize> = HashMap::default();
+        let mut safe: HashMap<String, (usize, &str)> = HashMap::default();
         for (i, d) in decls.iter().enumerate() {
             for inst in &d.instances {
                 if let Some(&j) = exact.get(inst.as_str()) {
@@ -1296,6 +1301,14 @@ const FAILED: usize = 1;
 const ERRORED: usize = 2;
 const SKIPPED: usize = 3;
 const CANCELLED: usize = 4;
+
+fn has_not_or_or(c: &Cond) -> bool {
+    match c {
+        Cond::Ref { .. } => false,
+        Cond::Not(..) | Cond::Or(..) => true,
+        Cond::And(cs, _) => cs.iter().any(has_not_or_or),
+    }
+}
 
 fn eval_cond(c: &Cond, outcome_of: &dyn Fn(&str) -> (usize, bool)) -> bool {
     match c {

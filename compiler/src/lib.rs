@@ -10,6 +10,10 @@
 //! assert_eq!(out.pipeline.unwrap().jobs["greet"].run, "echo hi");
 //! ```
 
+// The grammar derive expands to `alloc::` paths when pest is built without `std`, which spares
+// the parser a stack probe per rule (nesting depth is bounded in `parse` instead).
+extern crate alloc;
+
 mod check;
 pub mod diagnostic;
 pub mod fields;

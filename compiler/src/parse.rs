@@ -29,6 +29,7 @@ pub fn parse(src: &str) -> Parsed {
         parsed.errors.push(err);
         return parsed;
     }
+    let header_start = pos;
     match Grammar::parse(Rule::header, &src[pos..]) {
         Ok(mut pairs) => {
             let header = pairs.next().expect("header rule yields one pair");
@@ -52,9 +53,30 @@ pub fn parse(src: &str) -> Parsed {
             return parsed;
         }
     }
-    let header_span = Span::new(0, pos);
+    let header_span = Span::new(header_start, pos);
+    if src.len() - pos >= PARALLEL_MIN {
+        if let Some(done) = parse_in_two(src, pos, header_span) {
+            parsed.file.items = done.file.items;
+            parsed.file.end = done.file.end;
+            parsed.errors = done.errors;
+            return parsed;
+        }
+    }
+    parse_items(src, pos, usize::MAX, header_span, &mut parsed);
+    parsed
+}
+
+/// Files at least this large are parsed on two threads, split at an item boundary.
+const PARALLEL_MIN: usize = 128 * 1024;
+
+/// Parses items from `pos` until the pipeline's closing brace, the end of the text, or the
+/// first item boundary at or after `stop`; returns where it stopped.
+fn parse_items(src: &str, mut pos: usize, stop: usize, header_span: Span, parsed: &mut Parsed) -> usize {
     loop {
         pos = skip_trivia(src, pos);
+        if pos >= stop {
+            return pos;
+        }
         if let Some(err) = unterminated_comment(src, pos) {
             parsed.errors.push(err);
             break;
@@ -107,7 +129,92 @@ pub fn parse(src: &str) -> Parsed {
             }
         }
     }
-    parsed
+    pos
+}
+
+/// Parses the items in two halves at once. Items parse the same wherever parsing starts, so
+/// when the first half ends exactly at the split (an item boundary) with no error, the result is
+/// the sequential one; otherwise `None`, and the caller parses sequentially.
+fn parse_in_two(src: &str, start: usize, header_span: Span) -> Option<Parsed> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    let split = find_split(src, start)?;
+    let (first, end, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| {
+            let mut p = Parsed::default();
+            parse_items(src, split, usize::MAX, header_span, &mut p);
+            p
+        });
+        let mut first = Parsed::default();
+        let end = parse_items(src, start, split, header_span, &mut first);
+        (first, end, second.join())
+    });
+    let second = second.ok()?;
+    if end != split || !first.errors.is_empty() || !second.errors.is_empty() {
+        return None;
+    }
+    let mut items = first.file.items;
+    items.extend(second.file.items);
+    Some(Parsed {
+        file: File {
+            pipeline: None,
+            items,
+            end: second.file.end,
+        },
+        errors: Vec::new(),
+    })
+}
+
+/// The start of an item near the middle of the pipeline: a line whose first word is an item
+/// keyword, outside any braces, strings and comments.
+fn find_split(src: &str, start: usize) -> Option<usize> {
+    let bytes = src.as_bytes();
+    let middle = start + (src.len() - start) / 2;
+    let mut depth = 0usize;
+    let mut i = start;
+    let mut line_start = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if line_start && i >= middle && depth == 0 {
+            let rest = &src[i..];
+            let word = rest.trim_start_matches([' ', '\t']);
+            let at = i + (rest.len() - word.len());
+            if ITEM_KEYWORDS.iter().any(|k| {
+                word.starts_with(k) && word[k.len()..].starts_with(|c: char| c == ' ' || c == '\t')
+            }) {
+                return Some(at);
+            }
+        }
+        line_start = false;
+        match b {
+            b'\n' => line_start = true,
+            b'{' => depth += 1,
+            b'}' => depth = depth.checked_sub(1)?,
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i = i + 3 + src[i + 3..].find("\"\"\"")? + 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\n' {
+                        return None;
+                    }
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i += src[i..].find('\n')?;
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = i + 2 + src[i + 2..].find("*/")? + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Skips whitespace and comments (an unterminated block comment is left for the caller).
@@ -450,7 +557,7 @@ fn join_or(items: &[&str]) -> String {
 /// The words users see for a grammar rule in "expected ..." messages.
 fn describe(rule: Rule) -> &'static str {
     match rule {
-        Rule::ident | Rule::keyword => "a name",
+        Rule::ident => "a name",
         Rule::header | Rule::kw_pipeline => "`pipeline NAME {`",
         Rule::item | Rule::param | Rule::defaults | Rule::template | Rule::finally | Rule::setting => {
             "an item (`job`, `param`, `template`, `defaults`, `finally`) or `}`"
@@ -468,7 +575,8 @@ fn describe(rule: Rule) -> &'static str {
         Rule::use_template => "`= TEMPLATE(...)`",
         Rule::arg => "an argument (`name = value`)",
         Rule::range => "a range such as `0..4`",
-        Rule::cond_or | Rule::cond_and | Rule::not | Rule::job_ref => "a job name",
+        Rule::cond | Rule::not | Rule::job_ref => "a job name",
+        Rule::cond_op => "`&&` or `||`",
         Rule::outcome => "an outcome such as `failed`",
         Rule::block => "a block `{ ... }`",
         Rule::entry => "a field such as `image = \"...\"` or `run = \"...\"`",
@@ -476,7 +584,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::boolean => "`true` or `false`",
         Rule::number => "a number",
         Rule::string | Rule::mstring => "a string",
-        Rule::text | Rule::mtext | Rule::escape | Rule::dollar => "more text or a closing `\"`",
+        Rule::text | Rule::mtext | Rule::escape | Rule::dollar | Rule::lone => "more text or a closing `\"`",
         Rule::interp => "an interpolation `${name}`",
         Rule::file | Rule::EOI => "the end of the file",
         _ => "more input",
@@ -639,15 +747,33 @@ fn job(p: Pair<Rule>, base: usize) -> Job {
 fn cond(p: Pair<Rule>, base: usize) -> Cond {
     let sp = span(&p, base);
     match p.as_rule() {
-        Rule::cond_or | Rule::cond_and => {
-            let is_or = p.as_rule() == Rule::cond_or;
-            let mut parts: Vec<Cond> = p.into_inner().map(|c| cond(c, base)).collect();
-            if parts.len() == 1 {
-                parts.pop().expect("one part")
-            } else if is_or {
-                Cond::Or(parts, sp)
+        Rule::cond => {
+            // Operands separated by `&&` and `||`: group the `&&` runs, then join them with `||`.
+            let mut ors: Vec<Vec<Cond>> = vec![Vec::new()];
+            for q in p.into_inner() {
+                if q.as_rule() == Rule::cond_op {
+                    if q.as_str() == "||" {
+                        ors.push(Vec::new());
+                    }
+                } else {
+                    ors.last_mut().expect("at least one group").push(cond(q, base));
+                }
+            }
+            let mut terms: Vec<Cond> = ors
+                .into_iter()
+                .map(|mut ands| {
+                    if ands.len() == 1 {
+                        ands.pop().expect("one operand")
+                    } else {
+                        let asp = ands[0].span().to(ands[ands.len() - 1].span());
+                        Cond::And(ands, asp)
+                    }
+                })
+                .collect();
+            if terms.len() == 1 {
+                terms.pop().expect("one term")
             } else {
-                Cond::And(parts, sp)
+                Cond::Or(terms, sp)
             }
         }
         Rule::not => Cond::Not(Box::new(cond(p.into_inner().next().expect("negated"), base)), sp),
@@ -724,7 +850,7 @@ fn string_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
     let mut parts = Vec::new();
     for q in p.into_inner() {
         match q.as_rule() {
-            Rule::text => push_text(&mut parts, q.as_str()),
+            Rule::text | Rule::lone => push_text(&mut parts, q.as_str()),
             Rule::dollar => push_text(&mut parts, "${"),
             Rule::interp => parts.push(interp(q, base)),
             Rule::escape => match &q.as_str()[1..] {
@@ -747,7 +873,7 @@ fn mstring_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
     let mut parts = Vec::new();
     for q in p.into_inner() {
         match q.as_rule() {
-            Rule::mtext => push_text(&mut parts, q.as_str()),
+            Rule::mtext | Rule::lone => push_text(&mut parts, q.as_str()),
             Rule::dollar => push_text(&mut parts, "${"),
             Rule::interp => parts.push(interp(q, base)),
             _ => {}

@@ -60,9 +60,7 @@ enum Command {
     /// Print the JSON Schema of the Pipeline IR.
     Schema,
     /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 fn param_pair(s: &str) -> Result<(String, String), String> {
@@ -77,17 +75,29 @@ fn main() -> ExitCode {
     let color = match cli.color {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal(),
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
     };
     match cli.command {
-        Command::Compile { file, output, params } => compile(&file, output.as_deref(), Params(params), color),
+        Command::Compile {
+            file,
+            output,
+            params,
+        } => compile(&file, output.as_deref(), Params(params), color),
         Command::Check { files, params } => check(&files, &Params(params), color),
         Command::Schema => {
             print!("{}", compiler::ir::json_schema());
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "chainrc", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "chainrc",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
     }

@@ -36,6 +36,8 @@ struct Checker<'a> {
 struct ParamInfo<'a> {
     decl: &'a Param,
     value: Option<Value>,
+    /// Its value has been worked out (successfully or not).
+    resolved: bool,
     used: bool,
 }
 
@@ -48,7 +50,8 @@ struct TemplateInfo<'a> {
 /// Names visible where a value is written: pipeline params plus the locals of a template or a
 /// fan-out (its parameters, its loop variable).
 struct Scope<'s> {
-    locals: Vec<(&'s str, Value)>,
+    /// `None`: the name exists but its value was invalid, which is already reported.
+    locals: Vec<(&'s str, Option<Value>)>,
 }
 
 impl<'s> Scope<'s> {
@@ -114,16 +117,20 @@ impl<'a> Checker<'a> {
 
         // Pass 1: every job's name, instances and fields.
         let mut decls: Vec<Decl<'a>> = Vec::with_capacity(jobs.len());
-        let mut by_name: HashMap<&'a str, usize> = HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
+        let mut by_name: HashMap<&'a str, usize> =
+            HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
         let mut bodies: Vec<Vec<ir::Job>> = Vec::with_capacity(jobs.len());
         for (job, finally) in jobs {
             if let Some(&first) = by_name.get(job.name.name.as_str()) {
                 let first_span = decls[first].job.name.span;
                 self.diags.push(
-                    Diagnostic::error("E0101", format!("the job name `{}` is used twice", job.name.name))
-                        .primary(job.name.span, "second job with this name")
-                        .secondary(first_span, "first defined here")
-                        .help("rename one of them; job names are unique in a pipeline"),
+                    Diagnostic::error(
+                        "E0101",
+                        format!("the job name `{}` is used twice", job.name.name),
+                    )
+                    .primary(job.name.span, "second job with this name")
+                    .secondary(first_span, "first defined here")
+                    .help("rename one of them; job names are unique in a pipeline"),
                 );
             } else {
                 by_name.insert(&job.name.name, decls.len());
@@ -149,6 +156,7 @@ impl<'a> Checker<'a> {
             }
         }
         self.report_cycles(&decls, &edges);
+        self.check_unused_templates();
         self.warn_unused();
         if self.diags.iter().any(Diagnostic::is_error) {
             return pipeline;
@@ -172,9 +180,13 @@ impl<'a> Checker<'a> {
     fn declare_param(&mut self, p: &'a Param) {
         if let Some(first) = self.params.get(p.name.name.as_str()) {
             self.diags.push(
-                Diagnostic::error("E0301", format!("the param `{}` is declared twice", p.name.name))
-                    .primary(p.name.span, "declared again here")
-                    .secondary(first.decl.name.span, "first declared here"),
+                Diagnostic::error(
+                    "E0301",
+                    format!("the param `{}` is declared twice", p.name.name),
+                )
+                .primary(p.name.span, "declared again here")
+                .secondary(first.decl.name.span, "first declared here")
+                .help("remove one declaration, or rename one of them"),
             );
             return;
         }
@@ -183,6 +195,7 @@ impl<'a> Checker<'a> {
             ParamInfo {
                 decl: p,
                 value: None,
+                resolved: false,
                 used: false,
             },
         );
@@ -191,9 +204,13 @@ impl<'a> Checker<'a> {
     fn declare_template(&mut self, t: &'a Template) {
         if let Some(first) = self.templates.get(t.name.name.as_str()) {
             self.diags.push(
-                Diagnostic::error("E0401", format!("the template `{}` is declared twice", t.name.name))
-                    .primary(t.name.span, "declared again here")
-                    .secondary(first.decl.name.span, "first declared here"),
+                Diagnostic::error(
+                    "E0401",
+                    format!("the template `{}` is declared twice", t.name.name),
+                )
+                .primary(t.name.span, "declared again here")
+                .secondary(first.decl.name.span, "first declared here")
+                .help("remove one declaration, or rename one of them"),
             );
             return;
         }
@@ -202,16 +219,20 @@ impl<'a> Checker<'a> {
         for p in &t.params {
             if let Some(first) = seen.insert(&p.name.name, p.name.span) {
                 self.diags.push(
-                    Diagnostic::error("E0301", format!("the template parameter `{}` is declared twice", p.name.name))
-                        .primary(p.name.span, "declared again here")
-                        .secondary(first, "first declared here"),
+                    Diagnostic::error(
+                        "E0301",
+                        format!("the template parameter `{}` is declared twice", p.name.name),
+                    )
+                    .primary(p.name.span, "declared again here")
+                    .secondary(first, "first declared here"),
                 );
             }
             let ty = self.type_of(&p.ty);
             params.push((p, ty));
         }
         self.check_block_keys(&t.body, "template");
-        self.templates.insert(&t.name.name, TemplateInfo { decl: t, params });
+        self.templates
+            .insert(&t.name.name, TemplateInfo { decl: t, params });
     }
 
     fn type_of(&mut self, t: &TypeExpr) -> Option<Type> {
@@ -238,7 +259,9 @@ impl<'a> Checker<'a> {
                     .primary(t.name.span, "not a type");
                 d = match did_you_mean(other, Type::NAMES) {
                     Some(s) => d.help(format!("did you mean `{s}`?")).fix(t.name.span, s),
-                    None => d.help("the types are string, int, bool, duration, quantity and list<T>"),
+                    None => {
+                        d.help("the types are string, int, bool, duration, quantity and list<T>")
+                    }
                 };
                 self.diags.push(d);
                 return None;
@@ -257,7 +280,10 @@ impl<'a> Checker<'a> {
         let names: Vec<&'a str> = self.params.keys().copied().collect();
         for (key, text) in &cli.0 {
             if !self.params.contains_key(key.as_str()) {
-                let mut d = Diagnostic::error("E0306", format!("`-p {key}=...` names no param of this pipeline"));
+                let mut d = Diagnostic::error(
+                    "E0306",
+                    format!("`-p {key}=...` names no param of this pipeline"),
+                );
                 d = match did_you_mean(key, names.iter().copied()) {
                     Some(s) => d.help(format!("did you mean `-p {s}={text}`?")),
                     None if names.is_empty() => d.help("this pipeline declares no params"),
@@ -269,6 +295,7 @@ impl<'a> Checker<'a> {
         for name in names {
             let decl = self.params[name].decl;
             let Some(ty) = self.type_of(&decl.ty) else {
+                self.mark_resolved(name);
                 continue;
             };
             let given = cli.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
@@ -277,9 +304,12 @@ impl<'a> Checker<'a> {
                     Ok(v) => Some(v),
                     Err(why) => {
                         self.diags.push(
-                            Diagnostic::error("E0305", format!("invalid value for param `{name}`: {why}"))
-                                .primary(decl.ty.span, format!("`{name}` is {}", ty.article()))
-                                .note(format!("given on the command line as `-p {name}={text}`")),
+                            Diagnostic::error(
+                                "E0305",
+                                format!("invalid value for param `{name}`: {why}"),
+                            )
+                            .primary(decl.ty.span, format!("`{name}` is {}", ty.article()))
+                            .note(format!("given on the command line as `-p {name}={text}`")),
                         );
                         None
                     }
@@ -298,6 +328,27 @@ impl<'a> Checker<'a> {
             if let Some(p) = self.params.get_mut(name) {
                 p.value = value;
             }
+            self.mark_resolved(name);
+        }
+    }
+
+    /// A template no job uses is still checked, with its parameters' values unknown.
+    fn check_unused_templates(&mut self) {
+        let unused: Vec<TemplateInfo<'a>> = self
+            .templates
+            .iter()
+            .filter(|(name, _)| !self.used_templates.contains(*name))
+            .map(|(_, t)| t.clone())
+            .collect();
+        for t in unused {
+            let scope = Scope {
+                locals: t
+                    .params
+                    .iter()
+                    .map(|(p, _)| (p.name.name.as_str(), None))
+                    .collect(),
+            };
+            self.apply_block(&t.decl.body, &scope, &mut JobFields::default());
         }
     }
 
@@ -307,7 +358,9 @@ impl<'a> Checker<'a> {
                 self.diags.push(
                     Diagnostic::warning("W0001", format!("the param `{name}` is never used"))
                         .primary(p.decl.name.span, "declared here")
-                        .help(format!("use it as `${{{name}}}` in a string or as a value, or remove it")),
+                        .help(format!(
+                            "use it as `${{{name}}}` in a string or as a value, or remove it"
+                        )),
                 );
             }
         }
@@ -349,7 +402,10 @@ impl<'a> Checker<'a> {
             self.duplicate_field(key, e.key.span, first);
             return;
         }
-        match (field.kind, self.eval_field(field.kind, &e.value, scope)) {
+        match (
+            field.kind,
+            self.eval_field(field.name, field.kind, &e.value, scope),
+        ) {
             (_, None) => {}
             (FieldKind::Bool, Some(Value::Bool(b))) => pipeline.fail_fast = b,
             (FieldKind::Int { .. }, Some(Value::Int(n))) => pipeline.concurrency = Some(n as u32),
@@ -393,7 +449,9 @@ impl<'a> Checker<'a> {
         ];
         if let Some((_, to)) = aliases.iter().find(|(from, _)| *from == name) {
             if *to == "after" {
-                d = d.help("dependencies are written in the job's header: `job NAME after other { ... }`");
+                d = d.help(
+                    "dependencies are written in the job's header: `job NAME after other { ... }`",
+                );
             } else {
                 d = d.help(format!("did you mean `{to}`?")).fix(key.span, *to);
             }
@@ -402,7 +460,11 @@ impl<'a> Checker<'a> {
         } else {
             d = d.help(format!(
                 "the job fields are {}",
-                fields::JOB_FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                fields::JOB_FIELDS
+                    .iter()
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         self.diags.push(d);
@@ -418,7 +480,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks one job's fields and expands its fan-out; returns the instance names and IR jobs.
-    fn job(&mut self, job: &'a Job, defaults: Option<&'a Block>, finally: bool) -> (Vec<String>, Vec<ir::Job>) {
+    fn job(
+        &mut self,
+        job: &'a Job,
+        defaults: Option<&'a Block>,
+        finally: bool,
+    ) -> (Vec<String>, Vec<ir::Job>) {
         if let Some(body) = &job.body {
             self.check_block_keys(body, "a job");
         }
@@ -433,22 +500,24 @@ impl<'a> Checker<'a> {
         for (name, var) in instances {
             let mut scope = Scope::empty();
             if let (Some(f), Some(v)) = (&job.fanout, var) {
-                scope.locals.push((&f.var.name, v));
+                scope.locals.push((&f.var.name, Some(v)));
             }
             let mut fields = JobFields::default();
             if let Some(d) = defaults {
                 self.apply_block(d, &scope, &mut fields);
             }
             if let Some((tmpl, use_)) = &template {
+                // A template sees its own parameters and the pipeline's params, nothing of the job.
                 let mut tscope = Scope::empty();
-                if let Some(local) = scope.locals.first() {
-                    tscope.locals.push(local.clone());
-                }
                 self.bind_template_args(tmpl, use_, &scope, &mut tscope);
                 self.apply_block(&tmpl.decl.body, &tscope, &mut fields);
             }
             if let Some(body) = &job.body {
                 self.apply_block(body, &scope, &mut fields);
+            }
+            if job.template.is_some() && template.is_none() {
+                // The template is unknown (reported): what it would have given is unknown too.
+                fields.present = u32::MAX;
             }
             let irjob = self.finish_job(job, fields, finally, &template);
             names.push(name);
@@ -470,17 +539,23 @@ impl<'a> Checker<'a> {
         template: &Option<(TemplateInfo<'a>, &'a TemplateUse)>,
     ) -> ir::Job {
         let from_where = |field: &str| match template {
-            Some((t, _)) => format!("add `{field} = ...` to the job, to template `{}`, or to `defaults`", t.decl.name.name),
+            Some((t, _)) => format!(
+                "add `{field} = ...` to the job, to template `{}`, or to `defaults`",
+                t.decl.name.name
+            ),
             None => format!("add `{field} = ...` to the job, or to `defaults` for every job"),
         };
-        if f.image.is_none() {
+        if f.image.is_none() && !f.has("image") {
             self.diags.push(
-                Diagnostic::error("E0202", format!("the job `{}` has no `image`", job.name.name))
-                    .primary(job.name.span, "`image` is required")
-                    .help(from_where("image")),
+                Diagnostic::error(
+                    "E0202",
+                    format!("the job `{}` has no `image`", job.name.name),
+                )
+                .primary(job.name.span, "`image` is required")
+                .help(from_where("image")),
             );
         }
-        if f.run.is_none() {
+        if f.run.is_none() && !f.has("run") {
             self.diags.push(
                 Diagnostic::error("E0202", format!("the job `{}` has no `run`", job.name.name))
                     .primary(job.name.span, "`run` is required")
@@ -528,17 +603,25 @@ impl<'a> Checker<'a> {
                 diags.push(
                     Diagnostic::error("E0404", format!("the argument `{an}` is given twice"))
                         .primary(a.name.span, "given again here")
-                        .secondary(first, "first given here"),
+                        .secondary(first, "first given here")
+                        .help("remove one of them"),
                 );
             } else if !t.params.iter().any(|(p, _)| p.name.name == an) {
-                let mut d = Diagnostic::error("E0402", format!("the template `{name}` has no parameter `{an}`"))
-                    .primary(a.name.span, "unknown argument")
-                    .secondary(t.decl.name.span, "template declared here");
+                let mut d = Diagnostic::error(
+                    "E0402",
+                    format!("the template `{name}` has no parameter `{an}`"),
+                )
+                .primary(a.name.span, "unknown argument")
+                .secondary(t.decl.name.span, "template declared here");
                 d = match did_you_mean(an, t.params.iter().map(|(p, _)| p.name.name.as_str())) {
                     Some(s) => d.help(format!("did you mean `{s}`?")).fix(a.name.span, s),
                     None => d.help(format!(
                         "its parameters are: {}",
-                        t.params.iter().map(|(p, _)| p.name.name.as_str()).collect::<Vec<_>>().join(", ")
+                        t.params
+                            .iter()
+                            .map(|(p, _)| p.name.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 };
                 diags.push(d);
@@ -547,10 +630,13 @@ impl<'a> Checker<'a> {
         for (p, _) in &t.params {
             if p.default.is_none() && !u.args.iter().any(|a| a.name.name == p.name.name) {
                 diags.push(
-                    Diagnostic::error("E0403", format!("missing argument `{}` for template `{name}`", p.name.name))
-                        .primary(u.span, format!("`{}` is required", p.name.name))
-                        .secondary(p.name.span, "parameter declared here")
-                        .help(format!("add `{} = ...` to the arguments", p.name.name)),
+                    Diagnostic::error(
+                        "E0403",
+                        format!("missing argument `{}` for template `{name}`", p.name.name),
+                    )
+                    .primary(u.span, format!("`{}` is required", p.name.name))
+                    .secondary(p.name.span, "parameter declared here")
+                    .help(format!("add `{} = ...` to the arguments", p.name.name)),
                 );
             }
         }
@@ -566,7 +652,10 @@ impl<'a> Checker<'a> {
         into: &mut Scope<'a>,
     ) {
         for (p, ty) in &t.params {
-            let Some(ty) = ty else { continue };
+            let Some(ty) = ty else {
+                into.locals.push((&p.name.name, None));
+                continue;
+            };
             let value = match u.args.iter().find(|a| a.name.name == p.name.name) {
                 Some(a) => self.eval(&a.value, ty, caller),
                 None => match &p.default {
@@ -574,9 +663,7 @@ impl<'a> Checker<'a> {
                     None => None,
                 },
             };
-            if let Some(v) = value {
-                into.locals.push((&p.name.name, v));
-            }
+            into.locals.push((&p.name.name, value));
         }
     }
 
@@ -584,9 +671,10 @@ impl<'a> Checker<'a> {
         let scope = Scope::empty();
         let values: Vec<Value> = match &f.source {
             FanSource::Range(lo, hi) => {
-                let (Some(Value::Int(a)), Some(Value::Int(b))) =
-                    (self.eval(lo, &Type::Int, &scope), self.eval(hi, &Type::Int, &scope))
-                else {
+                let (Some(Value::Int(a)), Some(Value::Int(b))) = (
+                    self.eval(lo, &Type::Int, &scope),
+                    self.eval(hi, &Type::Int, &scope),
+                ) else {
                     return Vec::new();
                 };
                 if b - a > 10_000 {
@@ -602,11 +690,18 @@ impl<'a> Checker<'a> {
             FanSource::Values(e) => match self.eval_any(e, &scope) {
                 Some(Value::List(items)) => items,
                 Some(other) => {
-                    self.diags.push(
-                        Diagnostic::error("E0500", "a fan-out needs a range or a list")
-                            .primary(e.span, format!("found {}", other.ty().article()))
-                            .help("write `for i in 0..4` or `for t in [\"a\", \"b\"]`"),
-                    );
+                    let mut d = Diagnostic::error("E0500", "a fan-out needs a range or a list")
+                        .primary(e.span, format!("found {}", other.ty().article()));
+                    if let (Value::Int(_), ExprKind::Name(n) | ExprKind::Number(n)) =
+                        (&other, &e.kind)
+                    {
+                        d = d
+                            .help(format!("did you mean `0..{n}`?"))
+                            .fix(e.span, format!("0..{n}"));
+                    } else {
+                        d = d.help("write `for i in 0..4` or `for t in [\"a\", \"b\"]`");
+                    }
+                    self.diags.push(d);
                     return Vec::new();
                 }
                 None => return Vec::new(),
@@ -614,9 +709,12 @@ impl<'a> Checker<'a> {
         };
         if values.is_empty() {
             self.diags.push(
-                Diagnostic::error("E0501", format!("the fan-out of `{}` makes no jobs", name.name))
-                    .primary(f.span, "this range or list is empty")
-                    .help("a fan-out needs at least one instance; `0..n` gives n instances"),
+                Diagnostic::error(
+                    "E0501",
+                    format!("the fan-out of `{}` makes no jobs", name.name),
+                )
+                .primary(f.span, "this range or list is empty")
+                .help("a fan-out needs at least one instance; `0..n` gives n instances"),
             );
             return Vec::new();
         }
@@ -624,16 +722,39 @@ impl<'a> Checker<'a> {
         let mut out = Vec::with_capacity(values.len());
         for v in values {
             let text = v.to_text().unwrap_or_default();
+            if text.is_empty() {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0504",
+                        format!("an empty value in the fan-out of `{}`", name.name),
+                    )
+                    .primary(f.span, "an instance would be named after an empty string")
+                    .help("instances are named `NAME-VALUE`: give every value some text"),
+                );
+                continue;
+            }
             let suffix: String = text
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             let instance = format!("{}-{}", name.name, suffix);
             if !seen.insert(instance.clone()) {
                 self.diags.push(
-                    Diagnostic::error("E0502", format!("the fan-out of `{}` makes `{instance}` twice", name.name))
-                        .primary(f.span, format!("`{text}` gives the same instance name as an earlier value"))
-                        .help("fan out over distinct values"),
+                    Diagnostic::error(
+                        "E0502",
+                        format!("the fan-out of `{}` makes `{instance}` twice", name.name),
+                    )
+                    .primary(
+                        f.span,
+                        format!("`{text}` gives the same instance name as an earlier value"),
+                    )
+                    .help("fan out over distinct values"),
                 );
                 continue;
             }
@@ -645,23 +766,56 @@ impl<'a> Checker<'a> {
     fn apply_block(&mut self, block: &Block, scope: &Scope, f: &mut JobFields) {
         for e in &block.entries {
             let Some(field) = fields::job_field(&e.key.name) else {
-                continue; // reported by check_block_keys
+                // Reported by check_block_keys. A likely misspelling still counts as the field
+                // being written, and the names its value uses count as used.
+                if let Some(s) =
+                    did_you_mean(&e.key.name, fields::JOB_FIELDS.iter().map(|f| f.name))
+                {
+                    f.mark(s);
+                }
+                if matches!(e.key.name.as_str(), "cmd" | "command" | "script") {
+                    f.mark("run");
+                }
+                self.mark_used_names(&e.value);
+                continue;
             };
+            f.mark(field.name);
             match field.kind {
                 FieldKind::StringMap | FieldKind::SecretEnv => {
                     self.apply_map(field.name, field.kind, &e.value, scope, f);
                 }
                 FieldKind::Resources => self.apply_resources(&e.value, scope, f),
                 kind => {
-                    let Some(v) = self.eval_field(kind, &e.value, scope) else {
+                    let Some(v) = self.eval_field(field.name, kind, &e.value, scope) else {
                         continue;
                     };
                     match (field.name, v) {
                         ("image", Value::Str(s)) => f.image = Some(s),
                         ("run", Value::Str(s)) => f.run = Some(s),
                         ("retries", Value::Int(n)) => f.retries = n as u32,
-                        ("backoff", Value::Duration(d)) => f.backoff = Some(d),
-                        ("timeout", Value::Duration(d)) => f.timeout = Some(d),
+                        ("backoff", Value::Duration(d)) => {
+                            if d > Duration::from_secs(300) {
+                                self.diags.push(
+                                    Diagnostic::warning(
+                                        "W0004",
+                                        format!("a backoff of {d} is above the 5m cap"),
+                                    )
+                                    .primary(e.value.span, "retries never wait longer than 5m")
+                                    .help("use at most 5m"),
+                                );
+                            }
+                            f.backoff = Some(d)
+                        }
+                        ("timeout", Value::Duration(d)) => {
+                            if d.millis == 0 {
+                                self.diags.push(
+                                    Diagnostic::error("E0213", "a timeout of zero")
+                                        .primary(e.value.span, "every attempt would be killed at once")
+                                        .help("remove `timeout` for no limit, or give a positive duration"),
+                                );
+                            }
+                            f.timeout = Some(d)
+                        }
                         ("allow_failure", Value::Bool(b)) => f.allow_failure = b,
                         ("description", Value::Str(s)) => f.description = Some(s),
                         ("working_dir", Value::Str(s)) => f.working_dir = Some(s),
@@ -681,17 +835,26 @@ impl<'a> Checker<'a> {
     }
 
     /// Evaluates a scalar field's value and checks it against the field's rules.
-    fn eval_field(&mut self, kind: FieldKind, e: &Expr, scope: &Scope) -> Option<Value> {
+    fn eval_field(
+        &mut self,
+        name: &str,
+        kind: FieldKind,
+        e: &Expr,
+        scope: &Scope,
+    ) -> Option<Value> {
         match kind {
             FieldKind::String => self.eval(e, &Type::String, scope),
             FieldKind::Bool => self.eval(e, &Type::Bool, scope),
             FieldKind::Duration => self.eval(e, &Type::Duration, scope),
             FieldKind::Int { min, max } => match self.eval(e, &Type::Int, scope)? {
                 Value::Int(n) if n < min || n > max => {
-                    self.diags.push(
-                        Diagnostic::error("E0207", format!("{n} is out of range"))
-                            .primary(e.span, format!("expected an integer from {min} to {max}")),
-                    );
+                    let mut d =
+                        Diagnostic::error("E0207", format!("`{name}` must be from {min} to {max}"))
+                            .primary(e.span, format!("{n} is out of range"));
+                    if name == "retries" && n < 0 {
+                        d = d.help("`retries = 0` (the default) means a single attempt");
+                    }
+                    self.diags.push(d);
                     None
                 }
                 v => Some(v),
@@ -700,8 +863,9 @@ impl<'a> Checker<'a> {
                 let v = self.eval(e, &Type::String, scope)?;
                 if let Value::Str(s) = &v {
                     if let Err(why) = units::check_image(s) {
-                        let mut d = Diagnostic::error("E0206", format!("invalid image reference `{s}`"))
-                            .primary(e.span, why);
+                        let mut d =
+                            Diagnostic::error("E0206", format!("invalid image reference `{s}`"))
+                                .primary(e.span, why);
                         let lower = s.to_lowercase();
                         if lower != *s && units::check_image(&lower).is_ok() {
                             d = d.help(format!("did you mean `{lower}`?"));
@@ -721,10 +885,15 @@ impl<'a> Checker<'a> {
                 let v = self.eval(e, &Type::String, scope)?;
                 if let Value::Str(s) = &v {
                     if !PULL_POLICIES.contains(&s.as_str()) {
-                        let mut d = Diagnostic::error("E0210", format!("`{s}` is not an image pull policy"))
-                            .primary(e.span, "expected \"Always\", \"IfNotPresent\" or \"Never\"");
+                        let mut d = Diagnostic::error(
+                            "E0210",
+                            format!("`{s}` is not an image pull policy"),
+                        )
+                        .primary(e.span, "expected \"Always\", \"IfNotPresent\" or \"Never\"");
                         if let Some(p) = did_you_mean(s, PULL_POLICIES) {
-                            d = d.help(format!("did you mean \"{p}\"?")).fix(e.span, format!("\"{p}\""));
+                            d = d
+                                .help(format!("did you mean \"{p}\"?"))
+                                .fix(e.span, format!("\"{p}\""));
                         }
                         self.diags.push(d);
                         return None;
@@ -742,7 +911,10 @@ impl<'a> Checker<'a> {
             other => {
                 self.diags.push(
                     Diagnostic::error("E0203", "mismatched types")
-                        .primary(e.span, format!("expected a map, found {}", other.describe()))
+                        .primary(
+                            e.span,
+                            format!("expected a map, found {}", other.describe()),
+                        )
                         .help(format!("write `{field} {{ KEY = \"value\" }}`")),
                 );
                 None
@@ -750,8 +922,17 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn apply_map(&mut self, field: &str, kind: FieldKind, e: &Expr, scope: &Scope, f: &mut JobFields) {
-        let Some(block) = self.map_block(field, e) else { return };
+    fn apply_map(
+        &mut self,
+        field: &str,
+        kind: FieldKind,
+        e: &Expr,
+        scope: &Scope,
+        f: &mut JobFields,
+    ) {
+        let Some(block) = self.map_block(field, e) else {
+            return;
+        };
         let mut seen: HashMap<&str, Span> = HashMap::default();
         for entry in &block.entries {
             let key = entry.key.name.as_str();
@@ -759,16 +940,31 @@ impl<'a> Checker<'a> {
                 self.diags.push(
                     Diagnostic::error("E0201", format!("`{key}` is set twice in `{field}`"))
                         .primary(entry.key.span, "set again here")
-                        .secondary(first, "first set here"),
+                        .secondary(first, "first set here")
+                        .help("remove one of them"),
                 );
                 continue;
             }
             if field != "node_selector" {
                 if !is_env_name(key) {
-                    self.diags.push(
-                        Diagnostic::error("E0209", format!("`{key}` is not a valid environment variable name"))
-                            .primary(entry.key.span, "use letters, digits and `_`, not starting with a digit"),
+                    let mut d = Diagnostic::error(
+                        "E0209",
+                        format!("`{key}` is not a valid environment variable name"),
+                    )
+                    .primary(
+                        entry.key.span,
+                        "use letters, digits and `_`, not starting with a digit",
                     );
+                    let fixed: String = key
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
+                    if is_env_name(&fixed) {
+                        d = d
+                            .help(format!("did you mean `{fixed}`?"))
+                            .fix(entry.key.span, fixed);
+                    }
+                    self.diags.push(d);
                     continue;
                 }
                 if key.starts_with("CHAINR_") {
@@ -780,10 +976,14 @@ impl<'a> Checker<'a> {
                     continue;
                 }
             }
-            let Some(text) = self.eval_text(&entry.value, scope) else { continue };
+            let Some(text) = self.eval_text(&entry.value, scope) else {
+                continue;
+            };
             match kind {
                 FieldKind::SecretEnv => match text.split_once('/') {
-                    Some((secret, k)) if !secret.is_empty() && !k.is_empty() && !k.contains('/') => {
+                    Some((secret, k))
+                        if !secret.is_empty() && !k.is_empty() && !k.contains('/') =>
+                    {
                         f.secret_env.insert(
                             key.to_string(),
                             ir::SecretRef {
@@ -795,7 +995,9 @@ impl<'a> Checker<'a> {
                     _ => self.diags.push(
                         Diagnostic::error("E0211", format!("`{text}` does not name a secret key"))
                             .primary(entry.value.span, "expected \"SECRET/KEY\"")
-                            .help("write the secret's name and the key in it: \"db-creds/password\""),
+                            .help(
+                                "write the secret's name and the key in it: \"db-creds/password\"",
+                            ),
                     ),
                 },
                 _ if field == "node_selector" => {
@@ -809,19 +1011,25 @@ impl<'a> Checker<'a> {
     }
 
     fn apply_resources(&mut self, e: &Expr, scope: &Scope, f: &mut JobFields) {
-        let Some(block) = self.map_block("resources", e) else { return };
+        let Some(block) = self.map_block("resources", e) else {
+            return;
+        };
         let mut seen: HashMap<&str, Span> = HashMap::default();
         for entry in &block.entries {
             let key = entry.key.name.as_str();
             if !RESOURCE_KEYS.contains(&key) {
                 let mut d = Diagnostic::error("E0208", format!("unknown resource `{key}`"))
                     .primary(entry.key.span, "expected `cpu` or `memory`");
-                if let Some(s) = did_you_mean(key, RESOURCE_KEYS).or(match key {
+                if key.contains("gpu") {
+                    d = d.help("only cpu and memory can be requested; to run on GPU nodes, use `node_selector`");
+                } else if let Some(s) = did_you_mean(key, RESOURCE_KEYS).or(match key {
                     "mem" | "ram" => Some("memory"),
                     "cpus" | "cores" => Some("cpu"),
                     _ => None,
                 }) {
-                    d = d.help(format!("did you mean `{s}`?")).fix(entry.key.span, s);
+                    d = d
+                        .help(format!("did you mean `{s}`?"))
+                        .fix(entry.key.span, s);
                 }
                 self.diags.push(d);
                 continue;
@@ -842,14 +1050,59 @@ impl<'a> Checker<'a> {
 
     // ------------------------------------------------------------ values
 
-    fn lookup(&mut self, name: &str, scope: &Scope) -> Option<Value> {
-        if let Some((_, v)) = scope.locals.iter().rev().find(|(n, _)| *n == name) {
-            return Some(v.clone());
+    fn mark_used_names(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Name(n) => {
+                if let Some(p) = self.params.get_mut(n.as_str()) {
+                    p.used = true;
+                }
+            }
+            ExprKind::Str(parts) => {
+                for part in parts {
+                    if let StrPart::Interp(i, _) = part {
+                        if let Some(p) = self.params.get_mut(i.name.as_str()) {
+                            p.used = true;
+                        }
+                    }
+                }
+            }
+            ExprKind::List(items) => items.iter().for_each(|i| self.mark_used_names(i)),
+            ExprKind::Map(b) => b
+                .entries
+                .iter()
+                .for_each(|en| self.mark_used_names(&en.value)),
+            ExprKind::Number(_) | ExprKind::Bool(_) => {}
         }
-        let p = self.params.get_mut(name)?;
+    }
+
+    fn mark_resolved(&mut self, name: &str) {
+        if let Some(p) = self.params.get_mut(name) {
+            p.resolved = true;
+        }
+    }
+
+    /// The value of a name where it is used, reporting an unknown name, a param used before its
+    /// value is known, and nothing more for a name whose value was invalid.
+    fn resolve(&mut self, name: &str, span: Span, scope: &Scope, in_string: bool) -> Option<Value> {
+        if let Some((_, v)) = scope.locals.iter().rev().find(|(n, _)| *n == name) {
+            return v.clone();
+        }
+        let Some(p) = self.params.get_mut(name) else {
+            self.unknown_name(name, span, scope, in_string);
+            return None;
+        };
         p.used = true;
-        // A param whose own value was invalid is already reported; give no second error.
-        Some(p.value.clone().unwrap_or(Value::Str(String::new())))
+        if !p.resolved {
+            let decl = p.decl.name.span;
+            self.diags.push(
+                Diagnostic::error("E0309", format!("the param `{name}` is used before it has a value"))
+                    .primary(span, "used here, in the default of an earlier param")
+                    .secondary(decl, "declared here")
+                    .help("a param's default can use only the params declared before it; move this declaration up"),
+            );
+            return None;
+        }
+        p.value.clone()
     }
 
     fn unknown_name(&mut self, name: &str, span: Span, scope: &Scope, in_string: bool) {
@@ -866,6 +1119,10 @@ impl<'a> Checker<'a> {
         };
         let mut d = Diagnostic::error(code, what).primary(span, "not a param or variable in scope");
         if let Some(s) = did_you_mean(name, candidates.iter().copied()) {
+            // The typo was meant as a use: the suggested param is not "unused".
+            if let Some(p) = self.params.get_mut(s) {
+                p.used = true;
+            }
             d = d.help(format!("did you mean `{s}`?"));
             if !in_string {
                 d = d.fix(span, s);
@@ -885,16 +1142,12 @@ impl<'a> Checker<'a> {
         match &e.kind {
             ExprKind::Number(n) => Some(n.clone()),
             ExprKind::Bool(b) => Some(b.to_string()),
-            ExprKind::Name(n) => match self.lookup(n, scope) {
-                Some(Value::List(_)) => {
+            ExprKind::Name(n) => match self.resolve(n, e.span, scope, false)? {
+                Value::List(_) => {
                     self.mismatch(e, &Type::String, "a list");
                     None
                 }
-                Some(v) => v.to_text(),
-                None => {
-                    self.unknown_name(n, e.span, scope, false);
-                    None
-                }
+                v => v.to_text(),
             },
             _ => match self.eval(e, &Type::String, scope)? {
                 Value::Str(s) => Some(s),
@@ -904,15 +1157,23 @@ impl<'a> Checker<'a> {
     }
 
     fn mismatch(&mut self, e: &Expr, want: &Type, found: &str) {
-        let mut d = Diagnostic::error("E0203", "mismatched types")
-            .primary(e.span, format!("expected {}, found {found}", want.article()));
-        if let (Type::Duration | Type::Quantity | Type::Int, ExprKind::Str(parts)) = (want, &e.kind) {
+        let mut d = Diagnostic::error("E0203", "mismatched types").primary(
+            e.span,
+            format!("expected {}, found {found}", want.article()),
+        );
+        if let (Type::Duration | Type::Quantity | Type::Int, ExprKind::Str(parts)) = (want, &e.kind)
+        {
             if let [StrPart::Text(t)] = parts.as_slice() {
                 d = d.help(format!("write it without quotes: {t}"));
             }
         }
+        if let (Type::Bool, ExprKind::Str(_)) = (want, &e.kind) {
+            d = d.help("use `true` or `false`, without quotes");
+        }
         if let (Type::String, ExprKind::Number(n)) = (want, &e.kind) {
-            d = d.help(format!("quote it to make it text: \"{n}\"")).fix(e.span, format!("\"{n}\""));
+            d = d
+                .help(format!("quote it to make it text: \"{n}\""))
+                .fix(e.span, format!("\"{n}\""));
         }
         self.diags.push(d);
     }
@@ -922,14 +1183,12 @@ impl<'a> Checker<'a> {
         match &e.kind {
             ExprKind::Str(_) => self.eval(e, &Type::String, scope),
             ExprKind::Bool(b) => Some(Value::Bool(*b)),
-            ExprKind::Number(n) => Some(n.parse().map(Value::Int).unwrap_or_else(|_| Value::Str(n.clone()))),
-            ExprKind::Name(n) => {
-                let v = self.lookup(n, scope);
-                if v.is_none() {
-                    self.unknown_name(n, e.span, scope, false);
-                }
-                v
-            }
+            ExprKind::Number(n) => Some(
+                n.parse()
+                    .map(Value::Int)
+                    .unwrap_or_else(|_| Value::Str(n.clone())),
+            ),
+            ExprKind::Name(n) => self.resolve(n, e.span, scope, false),
             ExprKind::List(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
@@ -939,7 +1198,8 @@ impl<'a> Checker<'a> {
             }
             ExprKind::Map(_) => {
                 self.diags.push(
-                    Diagnostic::error("E0203", "mismatched types").primary(e.span, "a map cannot be used here"),
+                    Diagnostic::error("E0203", "mismatched types")
+                        .primary(e.span, "a map cannot be used here"),
                 );
                 None
             }
@@ -955,23 +1215,22 @@ impl<'a> Checker<'a> {
                 for part in parts {
                     match part {
                         StrPart::Text(t) => out.push_str(t),
-                        StrPart::Interp(name, span) => match self.lookup(&name.name, scope) {
-                            Some(v) => match v.to_text() {
-                                Some(t) => out.push_str(&t),
-                                None => {
-                                    self.diags.push(
+                        StrPart::Interp(name, span) => {
+                            match self.resolve(&name.name, name.span, scope, true) {
+                                Some(v) => match v.to_text() {
+                                    Some(t) => out.push_str(&t),
+                                    None => {
+                                        self.diags.push(
                                         Diagnostic::error("E0308", format!("cannot interpolate the list `{}`", name.name))
                                             .primary(*span, "a list has no single text")
                                             .help(format!("fan out over it instead: `job NAME for x in {} {{ ... }}`", name.name)),
                                     );
-                                    ok = false;
-                                }
-                            },
-                            None => {
-                                self.unknown_name(&name.name, name.span, scope, true);
-                                ok = false;
+                                        ok = false;
+                                    }
+                                },
+                                None => ok = false,
                             }
-                        },
+                        }
                         StrPart::BadEscape(span) => {
                             self.diags.push(
                                 Diagnostic::error("E0009", "unknown escape sequence")
@@ -1000,12 +1259,35 @@ impl<'a> Checker<'a> {
                     let is_quantity = units::check_quantity(n).is_ok() && n.ends_with('i');
                     let d = if is_quantity {
                         Diagnostic::error("E0203", "mismatched types")
-                            .primary(e.span, format!("expected a duration, found the quantity `{n}`"))
+                            .primary(
+                                e.span,
+                                format!("expected a duration, found the quantity `{n}`"),
+                            )
                             .help("durations are written like 30s, 10m or 1h30m")
                     } else {
-                        let mut d = Diagnostic::error("E0204", format!("invalid duration `{n}`")).primary(e.span, why);
+                        let mut d = Diagnostic::error("E0204", format!("invalid duration `{n}`"))
+                            .primary(e.span, why);
+                        let digits: String = n
+                            .chars()
+                            .take_while(|c| c.is_ascii_digit() || *c == '.')
+                            .collect();
+                        let unit = &n[digits.len()..];
+                        let fixed_unit = match unit {
+                            "min" | "mins" | "minute" | "minutes" => Some("m"),
+                            "hr" | "hrs" | "hour" | "hours" => Some("h"),
+                            "sec" | "secs" | "second" | "seconds" => Some("s"),
+                            "day" | "days" => Some("d"),
+                            "msec" | "millis" => Some("ms"),
+                            _ => None,
+                        };
                         if n.parse::<u64>().is_ok() {
-                            d = d.help(format!("add a unit: `{n}s` or `{n}m`")).fix(e.span, format!("{n}s"));
+                            d = d
+                                .help(format!("add a unit: `{n}s` or `{n}m`"))
+                                .fix(e.span, format!("{n}s"));
+                        } else if let Some(u) = fixed_unit {
+                            d = d
+                                .help(format!("did you mean `{digits}{u}`?"))
+                                .fix(e.span, format!("{digits}{u}"));
                         } else {
                             d = d.help("durations are numbers with units ms, s, m, h or d: 30s, 10m, 1h30m");
                         }
@@ -1015,18 +1297,21 @@ impl<'a> Checker<'a> {
                     None
                 }
             },
-            (ExprKind::Number(n), Type::Quantity) => match units::check_quantity(n) {
-                Ok(()) => Some(Value::Quantity(n.clone())),
-                Err((why, suggestion)) => {
-                    let mut d = Diagnostic::error("E0205", format!("invalid quantity `{n}`")).primary(e.span, why);
-                    d = match suggestion {
+            (ExprKind::Number(n), Type::Quantity) => {
+                match units::check_quantity(n) {
+                    Ok(()) => Some(Value::Quantity(n.clone())),
+                    Err((why, suggestion)) => {
+                        let mut d = Diagnostic::error("E0205", format!("invalid quantity `{n}`"))
+                            .primary(e.span, why);
+                        d = match suggestion {
                         Some(s) => d.help(format!("did you mean `{s}`?")).fix(e.span, s),
                         None => d.help("quantities are numbers with an optional suffix: 500m, 2, 256Mi, 1Gi"),
                     };
-                    self.diags.push(d);
-                    None
+                        self.diags.push(d);
+                        None
+                    }
                 }
-            },
+            }
             (ExprKind::Bool(b), Type::Bool) => Some(Value::Bool(*b)),
             (ExprKind::List(items), Type::List(inner)) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -1039,25 +1324,28 @@ impl<'a> Checker<'a> {
                 }
                 ok.then_some(Value::List(out))
             }
-            (ExprKind::Name(n), _) => match self.lookup(n, scope) {
-                Some(v) => {
-                    let ty = v.ty();
-                    let fits = ty == *want || matches!((&v, want), (Value::List(items), Type::List(_)) if items.is_empty());
-                    if fits {
-                        Some(v)
-                    } else {
-                        self.diags.push(
-                            Diagnostic::error("E0203", "mismatched types")
-                                .primary(e.span, format!("expected {}, found `{n}`, {}", want.article(), ty.article())),
-                        );
-                        None
-                    }
+            (ExprKind::Name(n), _) => {
+                let v = self.resolve(n, e.span, scope, false)?;
+                let ty = v.ty();
+                let fits = ty == *want
+                    || matches!((&v, want), (Value::List(items), Type::List(_)) if items.is_empty());
+                if fits {
+                    return Some(v);
                 }
-                None => {
-                    self.unknown_name(n, e.span, scope, false);
-                    None
+                let mut d = Diagnostic::error("E0203", "mismatched types").primary(
+                    e.span,
+                    format!("expected {}, found `{n}`, {}", want.article(), ty.article()),
+                );
+                if let Some(p) = self.params.get(n.as_str()) {
+                    d = d
+                        .secondary(p.decl.ty.span, format!("`{n}` is declared as {ty} here"))
+                        .help(format!(
+                            "declare it as `param {n}: {want}`, or use a value of type {want}"
+                        ));
                 }
-            },
+                self.diags.push(d);
+                None
+            }
             (kind, want) => {
                 self.mismatch(e, want, kind.describe());
                 None
@@ -1086,7 +1374,11 @@ impl<'a> Checker<'a> {
                     ok = false;
                     let alias = match o.name.as_str() {
                         "success" | "succeed" | "successful" | "ok" | "passed" => Some("succeeded"),
-                        "failure" | "fail" | "error" | "err" => Some(if o.name.starts_with('e') { "errored" } else { "failed" }),
+                        "failure" | "fail" | "error" | "err" => Some(if o.name.starts_with('e') {
+                            "errored"
+                        } else {
+                            "failed"
+                        }),
                         "canceled" | "cancel" => Some("cancelled"),
                         "skip" => Some("skipped"),
                         "finished" | "completed" | "complete" | "always" | "any" => Some("done"),
@@ -1125,10 +1417,18 @@ impl<'a> Checker<'a> {
             if decls[t].finally && !decls[me].finally {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error("E0106", format!("`{name}` is a finally job; only other finally jobs can wait for it"))
-                        .primary(target.span, "a finally job runs after every other job")
-                        .secondary(decls[t].job.name.span, "declared in `finally` here")
-                        .help(format!("move `{}` into the `finally` block, or remove this reference", job.name.name)),
+                    Diagnostic::error(
+                        "E0106",
+                        format!(
+                            "`{name}` is a finally job; only other finally jobs can wait for it"
+                        ),
+                    )
+                    .primary(target.span, "a finally job runs after every other job")
+                    .secondary(decls[t].job.name.span, "declared in `finally` here")
+                    .help(format!(
+                        "move `{}` into the `finally` block, or remove this reference",
+                        job.name.name
+                    )),
                 );
                 continue;
             }
@@ -1141,10 +1441,19 @@ impl<'a> Checker<'a> {
     }
 
     /// Warns when no combination of outcomes makes the condition true.
-    fn check_satisfiable(&mut self, me: usize, cond: &Cond, decls: &[Decl], by_name: &HashMap<&str, usize>) {
+    fn check_satisfiable(
+        &mut self,
+        me: usize,
+        cond: &Cond,
+        decls: &[Decl],
+        by_name: &HashMap<&str, usize>,
+    ) {
         let mut refs = Vec::new();
         cond.refs(&mut refs);
-        let mut jobs: Vec<usize> = refs.iter().filter_map(|(j, _)| by_name.get(j.name.as_str()).copied()).collect();
+        let mut jobs: Vec<usize> = refs
+            .iter()
+            .filter_map(|(j, _)| by_name.get(j.name.as_str()).copied())
+            .collect();
         jobs.sort_unstable();
         jobs.dedup();
         // A conjunction naming distinct jobs always holds for some outcomes; only negation,
@@ -1181,23 +1490,37 @@ impl<'a> Checker<'a> {
         self.diags.push(
             Diagnostic::warning("W0003", format!("the job `{}` can never run", job.name.name))
                 .primary(after.cond.span(), "this condition is false whatever the outcomes")
-                .help("a job has exactly one outcome: `x.succeeded && x.failed` never holds; did you mean `||`?"),
+                .help("a job has exactly one outcome, so a condition such as `x.succeeded && x.failed` or `!x.done` never holds"),
         );
     }
 
     fn report_cycles(&mut self, decls: &[Decl], edges: &[Vec<(usize, Span)>]) {
-        let adjacency: Vec<Vec<usize>> = edges.iter().map(|es| es.iter().map(|(t, _)| *t).collect()).collect();
+        let adjacency: Vec<Vec<usize>> = edges
+            .iter()
+            .map(|es| es.iter().map(|(t, _)| *t).collect())
+            .collect();
         for cycle in find_cycles(&adjacency) {
-            let names: Vec<&str> = cycle.iter().map(|&i| decls[i].job.name.name.as_str()).collect();
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| decls[i].job.name.name.as_str())
+                .collect();
             let mut path = names.join(" → ");
             path.push_str(" → ");
             path.push_str(names[0]);
             let mut d = Diagnostic::error("E0103", format!("dependency cycle: {path}"));
             for (k, &from) in cycle.iter().enumerate() {
                 let to = cycle[(k + 1) % cycle.len()];
-                let span = edges[from].iter().find(|(t, _)| *t == to).map(|(_, s)| *s).unwrap_or_default();
+                let span = edges[from]
+                    .iter()
+                    .find(|(t, _)| *t == to)
+                    .map(|(_, s)| *s)
+                    .unwrap_or_default();
                 let msg = format!("`{}` waits for `{}`", names[k], decls[to].job.name.name);
-                d = if k == 0 { d.primary(span, msg) } else { d.secondary(span, msg) };
+                d = if k == 0 {
+                    d.primary(span, msg)
+                } else {
+                    d.secondary(span, msg)
+                };
             }
             d = d.help("remove one of these dependencies; a job that must run after everything belongs in `finally`");
             self.diags.push(d);
@@ -1228,9 +1551,9 @@ impl<'a> Checker<'a> {
                     Some(&(j, other)) if other != inst.as_str() => {
                         self.diags.push(
                             Diagnostic::error("E0105", format!("the job names `{other}` and `{inst}` collide in Kubernetes"))
-                                .primary(d.job.name.span, format!("`{inst}` becomes `{k}`"))
-                                .secondary(decls[j].job.name.span, format!("`{other}` becomes `{k}` too"))
-                                .help("Kubernetes names are lower case with `-` for `_`; rename one of them"),
+                                .primary(d.job.name.span, format!("both become `{k}` in Kubernetes"))
+                                .secondary(decls[j].job.name.span, "the other job")
+                                .help("Kubernetes names are lower case, with `-` for `_` and `.`; rename one of them"),
                         );
                     }
                     Some(_) => {}
@@ -1245,6 +1568,8 @@ impl<'a> Checker<'a> {
 
 #[derive(Default)]
 struct JobFields {
+    /// Bit i: field `JOB_FIELDS[i]` is written somewhere, even if its value was invalid.
+    present: u32,
     image: Option<String>,
     run: Option<String>,
     description: Option<String>,
@@ -1261,15 +1586,35 @@ struct JobFields {
     image_pull_policy: Option<ir::PullPolicy>,
 }
 
+impl JobFields {
+    fn has(&self, field: &str) -> bool {
+        fields::JOB_FIELDS
+            .iter()
+            .position(|f| f.name == field)
+            .is_some_and(|i| self.present & (1 << i) != 0)
+    }
+
+    fn mark(&mut self, field: &str) {
+        if let Some(i) = fields::JOB_FIELDS.iter().position(|f| f.name == field) {
+            self.present |= 1 << i;
+        }
+    }
+}
+
 fn is_env_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Reads a `-p NAME=VALUE` value as the param's type.
 fn value_from_text(text: &str, ty: &Type) -> Result<Value, String> {
     match ty {
         Type::String => Ok(Value::Str(text.to_string())),
-        Type::Int => text.trim().parse().map(Value::Int).map_err(|_| format!("`{text}` is not an integer")),
+        Type::Int => text
+            .trim()
+            .parse()
+            .map(Value::Int)
+            .map_err(|_| format!("`{text}` is not an integer")),
         Type::Bool => match text.trim() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
@@ -1281,7 +1626,10 @@ fn value_from_text(text: &str, ty: &Type) -> Result<Value, String> {
             .map_err(|(why, _)| why),
         Type::List(inner) => {
             let body = text.trim();
-            let body = body.strip_prefix('[').and_then(|b| b.strip_suffix(']')).unwrap_or(body);
+            let body = body
+                .strip_prefix('[')
+                .and_then(|b| b.strip_suffix(']'))
+                .unwrap_or(body);
             if body.trim().is_empty() {
                 return Ok(Value::List(Vec::new()));
             }
@@ -1381,23 +1729,45 @@ fn lower(c: &Cond, decls: &[Decl], by_name: &HashMap<&str, usize>) -> ir::Condit
         Cond::Or(cs, _) => C::Any(cs.iter().map(|c| lower(c, decls, by_name)).collect()),
         Cond::Ref { job, outcome, .. } => {
             let d = &decls[by_name[job.name.as_str()]];
-            let each = |f: fn(String) -> C| -> Vec<C> { d.instances.iter().map(|i| f(i.clone())).collect() };
-            let all = |cs: Vec<C>| if cs.len() == 1 { cs.into_iter().next().expect("one") } else { C::All(cs) };
-            let any = |cs: Vec<C>| if cs.len() == 1 { cs.into_iter().next().expect("one") } else { C::Any(cs) };
+            let each = |f: fn(String) -> C| -> Vec<C> {
+                d.instances.iter().map(|i| f(i.clone())).collect()
+            };
+            let all = |cs: Vec<C>| {
+                if cs.len() == 1 {
+                    cs.into_iter().next().expect("one")
+                } else {
+                    C::All(cs)
+                }
+            };
+            let any = |cs: Vec<C>| {
+                if cs.len() == 1 {
+                    cs.into_iter().next().expect("one")
+                } else {
+                    C::Any(cs)
+                }
+            };
             match outcome.as_ref().map(|o| o.name.as_str()) {
-                None if d.allow_failure => all(
-                    d.instances
-                        .iter()
-                        .map(|i| C::Any(vec![C::Succeeded(i.clone()), C::Failed(i.clone()), C::Errored(i.clone())]))
-                        .collect(),
-                ),
+                None if d.allow_failure => all(d
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        C::Any(vec![
+                            C::Succeeded(i.clone()),
+                            C::Failed(i.clone()),
+                            C::Errored(i.clone()),
+                        ])
+                    })
+                    .collect()),
                 None | Some("succeeded") => all(each(C::Succeeded)),
                 Some("failed") => any(each(C::Failed)),
                 Some("skipped") => all(each(C::Skipped)),
                 Some("done") => all(each(C::Done)),
                 // A group is errored when an instance errored and none failed; cancelled when one
                 // was cancelled and none failed or errored.
-                Some("errored") if d.fanned => all(vec![C::Not(Box::new(any(each(C::Failed)))), any(each(C::Errored))]),
+                Some("errored") if d.fanned => all(vec![
+                    C::Not(Box::new(any(each(C::Failed)))),
+                    any(each(C::Errored)),
+                ]),
                 Some("errored") => C::Errored(d.instances[0].clone()),
                 Some(_) if d.fanned => all(vec![
                     C::Not(Box::new(any(each(C::Failed)))),

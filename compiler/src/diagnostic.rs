@@ -137,7 +137,13 @@ impl Diagnostic {
 /// Sorts diagnostics by position (errors before warnings at the same place) and drops repeats,
 /// which fan-out produces when every instance has the same mistake.
 pub fn normalize(diags: &mut Vec<Diagnostic>) {
-    diags.sort_by_key(|d| (d.primary_span().map(|s| (s.start, s.end)), d.severity, d.code));
+    diags.sort_by_key(|d| {
+        (
+            d.primary_span().map(|s| (s.start, s.end)),
+            d.severity,
+            d.code,
+        )
+    });
     diags.dedup();
 }
 
@@ -181,22 +187,59 @@ fn level(d: &Diagnostic) -> &'static str {
     }
 }
 
-/// The closest candidate by edit distance, if it is close enough to be a likely typo.
+/// The closest candidate by edit distance (with transpositions: `jbo` is one edit from `job`), or
+/// one that contains the name or is contained in it (`sha` for `git_sha`), if it is close enough
+/// to be a likely typo.
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let mut best: Option<(f64, &str)> = None;
+    let lower = name.to_lowercase();
+    let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         if c == name {
             continue;
         }
-        let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
-        let dist = strsim::levenshtein(name, c);
-        let close = dist <= (name.len().max(c.len()) / 3).max(1) || score >= 0.85;
-        if close && best.is_none_or(|(s, _)| score > s) {
+        let cl = c.to_lowercase();
+        let dist = strsim::osa_distance(&lower, &cl);
+        let limit = (name.chars().count().max(c.chars().count()) / 3).max(1);
+        // A part of a longer name counts when it is a whole segment of it (`sha` in `git_sha`).
+        let segment = (lower.len() >= 3
+            && cl.len() > lower.len()
+            && cl
+                .split(['_', '-'])
+                .any(|seg| seg == lower || cl.ends_with(&lower) || cl.starts_with(&lower)))
+            || (cl.len() >= 3 && lower.starts_with(&cl));
+        let score = if dist <= limit {
+            dist
+        } else if segment {
+            limit + 1
+        } else {
+            continue;
+        };
+        if best.is_none_or(|(b, _)| score < b) {
             best = Some((score, c));
         }
     }
     best.map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("jbo", ["job", "param"]), Some("job"));
+        assert_eq!(did_you_mean("elt", ["etl", "load"]), Some("etl"));
+        assert_eq!(did_you_mean("sha", ["git_sha", "date"]), Some("git_sha"));
+        assert_eq!(did_you_mean("imag", ["image", "run"]), Some("image"));
+        assert_eq!(did_you_mean("deploy", ["build", "test"]), None);
+        assert_eq!(did_you_mean("x", ["y"]), Some("y"));
+        assert_eq!(did_you_mean("ab", ["xyz"]), None);
+        assert_eq!(
+            did_you_mean("integer", ["string", "int", "bool"]),
+            Some("int")
+        );
+    }
 }

@@ -6,7 +6,10 @@
 pub enum FieldKind {
     String,
     Image,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Duration,
     /// A map of names to strings (`env`, `node_selector`).
@@ -140,7 +143,14 @@ pub const RESOURCE_KEYS: [&str; 2] = ["cpu", "memory"];
 pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
 /// The outcomes a condition can test, in the order users read them.
-pub const OUTCOMES: [&str; 6] = ["succeeded", "failed", "errored", "skipped", "cancelled", "done"];
+pub const OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "errored",
+    "skipped",
+    "cancelled",
+    "done",
+];
 
 pub fn job_field(name: &str) -> Option<&'static Field> {
     JOB_FIELDS.iter().find(|f| f.name == name)

@@ -104,7 +104,9 @@ mod tests {
 
     #[test]
     fn long_chain_has_no_cycle_and_no_overflow() {
-        let edges: Vec<Vec<usize>> = (0..200_000).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let edges: Vec<Vec<usize>> = (0..200_000)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         assert!(find_cycles(&edges).is_empty());
     }
 }

@@ -128,8 +128,9 @@ impl Job {
     }
 }
 
-/// One entry of `dependsOn`: `{"job": "x"}` runs after x succeeded (or failed with
-/// `allowFailure`), `{"job": "x", "conditions": {"failure": true}}` after x failed.
+/// One entry of `dependsOn`: `{"job": "x"}` holds when x succeeded (or, when x has
+/// `allowFailure`, also when it failed or errored); `{"job": "x", "conditions": {"failure": true}}`
+/// holds when x failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dependency {

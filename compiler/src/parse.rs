@@ -44,7 +44,7 @@ pub fn parse(src: &str) -> Parsed {
         Err(e) => {
             let at = pos;
             let mut d = syntax_error(Rule::header, src, pos, e);
-            if src[at..].starts_with("job") || src[at..].starts_with("param") {
+            if ITEM_KEYWORDS.iter().any(|k| src[at..].starts_with(k)) {
                 d = Diagnostic::error("E0010", "a file must start with `pipeline NAME {`")
                     .primary(Span::new(at, at), "expected `pipeline` here")
                     .help("wrap the jobs in a pipeline: `pipeline my-pipeline { ... }`");
@@ -71,7 +71,13 @@ const PARALLEL_MIN: usize = 128 * 1024;
 
 /// Parses items from `pos` until the pipeline's closing brace, the end of the text, or the
 /// first item boundary at or after `stop`; returns where it stopped.
-fn parse_items(src: &str, mut pos: usize, stop: usize, header_span: Span, parsed: &mut Parsed) -> usize {
+fn parse_items(
+    src: &str,
+    mut pos: usize,
+    stop: usize,
+    header_span: Span,
+    parsed: &mut Parsed,
+) -> usize {
     loop {
         pos = skip_trivia(src, pos);
         if pos >= stop {
@@ -85,8 +91,12 @@ fn parse_items(src: &str, mut pos: usize, stop: usize, header_span: Span, parsed
             if parsed.errors.is_empty() {
                 parsed.errors.push(
                     Diagnostic::error("E0011", "this pipeline is never closed")
-                        .primary(Span::new(src.len(), src.len()), "expected `}` before the end of the file")
-                        .secondary(header_span, "the pipeline starts here"),
+                        .primary(header_span, "this pipeline's `{` is never closed")
+                        .secondary(
+                            Span::new(src.trim_end().len(), src.trim_end().len()),
+                            "the file ends here",
+                        )
+                        .help("add `}` at the end of the file"),
                 );
             }
             break;
@@ -251,13 +261,16 @@ fn unterminated_comment(src: &str, pos: usize) -> Option<Diagnostic> {
 fn recover(src: &str, from: usize) -> Option<usize> {
     let mut line_start = src[from..].find('\n').map(|n| from + n + 1)?;
     while line_start < src.len() {
-        let line_end = src[line_start..].find('\n').map_or(src.len(), |n| line_start + n);
+        let line_end = src[line_start..]
+            .find('\n')
+            .map_or(src.len(), |n| line_start + n);
         let line = &src[line_start..line_end];
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         let starts_item = ITEM_KEYWORDS.iter().any(|k| {
             trimmed.starts_with(k)
-                && !trimmed[k.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+                && !trimmed[k.len()..]
+                    .starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
         });
         if starts_item || (indent == 0 && trimmed.trim_end() == "}") {
             return Some(line_start + indent);
@@ -277,8 +290,10 @@ fn item_error(src: &str, pos: usize, e: pest::error::Error<Rule>) -> Diagnostic 
     let next_is_name = src[next..].starts_with(|c: char| c.is_alphabetic() || c == '_');
     if !word.is_empty() && next_is_name && !ITEM_KEYWORDS.contains(&word) {
         let span = Span::new(pos, word_end);
-        let mut d = Diagnostic::error("E0005", format!("unknown item `{word}`"))
-            .primary(span, "expected `job`, `param`, `template`, `defaults` or `finally`");
+        let mut d = Diagnostic::error("E0005", format!("unknown item `{word}`")).primary(
+            span,
+            "expected `job`, `param`, `template`, `defaults` or `finally`",
+        );
         if let Some(k) = did_you_mean(word, ITEM_KEYWORDS) {
             d = d.help(format!("did you mean `{k}`?")).fix(span, k);
         } else {
@@ -314,7 +329,14 @@ fn syntax_error(rule: Rule, src: &str, offset: usize, e: pest::error::Error<Rule
     }
     const VALUE: &str = "a value (a string, number, name, list or map)";
     let is_value = |w: &&str| {
-        ["a string", "a number", "a list", "`true` or `false`", "a name"].contains(w)
+        [
+            "a string",
+            "a number",
+            "a list",
+            "`true` or `false`",
+            "a name",
+        ]
+        .contains(w)
     };
     if expected.iter().filter(|w| is_value(w)).count() >= 3 {
         expected.retain(|w| !is_value(w) && *w != "a block `{ ... }`" && *w != "`{`");
@@ -325,6 +347,9 @@ fn syntax_error(rule: Rule, src: &str, offset: usize, e: pest::error::Error<Rule
     }
     if expected.contains(&"`}`") {
         expected.retain(|w| *w != "`,`");
+    }
+    if expected.contains(&"`&&`") {
+        expected.retain(|w| *w != "`&&` or `||`");
     }
     let found = describe_found(src, at);
     let end = (at + found.1).min(src.len());
@@ -353,7 +378,8 @@ fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
     let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = src[line_start..].trim_start();
     let at_item = ITEM_KEYWORDS.iter().any(|k| {
-        line.starts_with(k) && !line[k.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
+        line.starts_with(k)
+            && !line[k.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '-')
     });
     if !(at >= src.len() || (at_item && line_start > offset)) {
         return None;
@@ -362,7 +388,11 @@ fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
     let mut open = Vec::new();
     let bytes = src.as_bytes();
     let mut i = offset;
-    let stop = if at >= src.len() { src.len() } else { line_start };
+    let stop = if at >= src.len() {
+        src.len()
+    } else {
+        line_start
+    };
     while i < stop {
         match bytes[i] {
             b'{' => open.push(i),
@@ -390,7 +420,14 @@ fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
     } else {
         "expected `}` before this".to_string()
     };
-    let anchor = if at >= src.len() { Span::new(src.len(), src.len()) } else { Span::new(line_start + (src[line_start..].len() - line.len()), line_start + (src[line_start..].len() - line.len())) };
+    let anchor = if at >= src.len() {
+        Span::new(src.len(), src.len())
+    } else {
+        Span::new(
+            line_start + (src[line_start..].len() - line.len()),
+            line_start + (src[line_start..].len() - line.len()),
+        )
+    };
     Some(
         Diagnostic::error("E0006", "unclosed `{`")
             .primary(Span::new(brace, brace + 1), "this `{` is never closed")
@@ -401,6 +438,19 @@ fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
 
 fn syntax_help(src: &str, at: usize) -> Option<String> {
     let rest = &src[at..];
+    let before = src[..at].trim_end();
+    if rest.starts_with(|c: char| c.is_ascii_digit())
+        && (before.ends_with("job") || before.ends_with("param"))
+    {
+        return Some("names start with a letter or `_`: `job step-2nd`, not `job 2nd`".into());
+    }
+    for (word, op) in [("and ", "&&"), ("or ", "||"), ("not ", "!")] {
+        if rest.starts_with(word) {
+            return Some(format!(
+                "conditions combine with `{op}` (and `,` for and): `after a && b`"
+            ));
+        }
+    }
     if rest.starts_with(':') {
         return Some("fields are written `name = value`, not `name: value`".into());
     }
@@ -433,7 +483,10 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
                 if bytes[i] == b'"' {
                     open = Some((i, false));
                 } else if bytes[i..].starts_with(b"//") {
-                    i = bytes[i..].iter().position(|&b| b == b'\n').map_or(src.len(), |n| i + n);
+                    i = bytes[i..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(src.len(), |n| i + n);
                     continue;
                 }
             }
@@ -457,27 +510,81 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
         i += 1;
     }
     let (start, multi) = open?;
-    let stop = if multi {
-        src.len()
+    // Where the string ends: its closing quotes, or (unterminated) the line's or file's end.
+    let body = start + if multi { 3 } else { 1 };
+    let close = if multi {
+        src[body..].find("\"\"\"").map(|n| body + n)
     } else {
-        src[start..].find('\n').map_or(src.len(), |n| start + n)
+        let mut j = body;
+        loop {
+            match bytes.get(j) {
+                Some(b'"') => break Some(j),
+                Some(b'\n') | None => break None,
+                Some(b'\\') => j += 2,
+                Some(_) => j += 1,
+            }
+        }
     };
-    if at < stop && at < src.len() && !multi && bytes[at] != b'\n' {
-        // The parser stopped inside a string for another reason (an invalid interpolation).
-        return Some(
-            Diagnostic::error("E0004", "invalid interpolation")
-                .primary(Span::char_at(src, at), "expected a name and `}` after `${`")
-                .help("interpolations name a param or loop variable: `${name}`; write `$${` for a literal `${`"),
-        );
+    let end = close.unwrap_or_else(|| {
+        if multi {
+            src.len()
+        } else {
+            src[start..].find('\n').map_or(src.len(), |n| start + n)
+        }
+    });
+    if let Some(bad) = invalid_interpolation(src, body, end.min(src.len())) {
+        return Some(bad);
     }
-    let mut d = Diagnostic::error("E0002", "unterminated string")
-        .primary(Span::new(start, if multi { start + 3 } else { stop }), "this string is never closed");
+    if close.is_some() {
+        return None;
+    }
+    let mut d = Diagnostic::error("E0002", "unterminated string").primary(
+        Span::new(start, if multi { start + 3 } else { end }),
+        "this string is never closed",
+    );
     d = if multi {
         d.help("close the block with `\"\"\"`")
     } else {
-        d.help("close it with `\"` on the same line; use \"\"\"...\"\"\" for text over several lines")
+        d.help(
+            "close it with `\"` on the same line; use \"\"\"...\"\"\" for text over several lines",
+        )
     };
     Some(d)
+}
+
+/// The first `${...}` in `src[from..to]` that is not `${name}` (and not the `$${` escape).
+fn invalid_interpolation(src: &str, from: usize, to: usize) -> Option<Diagnostic> {
+    let text = &src[from..to];
+    let mut search = 0;
+    while let Some(rel) = text[search..].find("${") {
+        let dollar = search + rel;
+        search = dollar + 2;
+        if dollar > 0 && text.as_bytes()[dollar - 1] == b'$' {
+            continue;
+        }
+        let inner = &text[dollar + 2..];
+        let trimmed = inner.trim_start_matches(' ');
+        let name_len = trimmed
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(trimmed.len());
+        let valid = name_len > 0
+            && trimmed.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && trimmed[name_len..].trim_start_matches(' ').starts_with('}');
+        if valid {
+            continue;
+        }
+        let start = from + dollar;
+        let line_end = src[start..].find('\n').map_or(src.len(), |n| start + n);
+        let end = src[start..line_end]
+            .find('}')
+            .map_or(line_end, |n| start + n + 1);
+        return Some(
+            Diagnostic::error("E0004", "invalid interpolation")
+                .primary(Span::new(start, end), "only a name can go inside `${...}`")
+                .help("interpolations name a param or loop variable: `${name}`; for the shell's own `${...}`, write `$${...}`"),
+        );
+    }
+    None
 }
 
 /// The punctuation the parser would have accepted where it stopped (`=`, `}`, ...). pest only
@@ -559,9 +666,12 @@ fn describe(rule: Rule) -> &'static str {
     match rule {
         Rule::ident => "a name",
         Rule::header | Rule::kw_pipeline => "`pipeline NAME {`",
-        Rule::item | Rule::param | Rule::defaults | Rule::template | Rule::finally | Rule::setting => {
-            "an item (`job`, `param`, `template`, `defaults`, `finally`) or `}`"
-        }
+        Rule::item
+        | Rule::param
+        | Rule::defaults
+        | Rule::template
+        | Rule::finally
+        | Rule::setting => "an item (`job`, `param`, `template`, `defaults`, `finally`) or `}`",
         Rule::job | Rule::kw_job => "`job`",
         Rule::kw_param => "`param`",
         Rule::kw_defaults => "`defaults`",
@@ -584,7 +694,9 @@ fn describe(rule: Rule) -> &'static str {
         Rule::boolean => "`true` or `false`",
         Rule::number => "a number",
         Rule::string | Rule::mstring => "a string",
-        Rule::text | Rule::mtext | Rule::escape | Rule::dollar | Rule::lone => "more text or a closing `\"`",
+        Rule::text | Rule::mtext | Rule::escape | Rule::dollar | Rule::lone => {
+            "more text or a closing `\"`"
+        }
         Rule::interp => "an interpolation `${name}`",
         Rule::file | Rule::EOI => "the end of the file",
         _ => "more input",
@@ -609,7 +721,10 @@ fn item(p: Pair<Rule>, base: usize) -> Item {
     match p.as_rule() {
         Rule::param => Item::Param(param(p, base)),
         Rule::defaults => {
-            let b = p.into_inner().find(|p| p.as_rule() == Rule::block).expect("defaults block");
+            let b = p
+                .into_inner()
+                .find(|p| p.as_rule() == Rule::block)
+                .expect("defaults block");
             Item::Defaults(block(b, base))
         }
         Rule::template => {
@@ -666,7 +781,11 @@ fn type_expr(p: Pair<Rule>, base: usize) -> TypeExpr {
     let mut inner = p.into_inner();
     let name = ident(&inner.next().expect("type name"), base);
     let arg = inner.next().map(|a| Box::new(type_expr(a, base)));
-    TypeExpr { name, arg, span: sp }
+    TypeExpr {
+        name,
+        arg,
+        span: sp,
+    }
 }
 
 fn job(p: Pair<Rule>, base: usize) -> Job {
@@ -756,7 +875,9 @@ fn cond(p: Pair<Rule>, base: usize) -> Cond {
                         ors.push(Vec::new());
                     }
                 } else {
-                    ors.last_mut().expect("at least one group").push(cond(q, base));
+                    ors.last_mut()
+                        .expect("at least one group")
+                        .push(cond(q, base));
                 }
             }
             let mut terms: Vec<Cond> = ors
@@ -776,12 +897,19 @@ fn cond(p: Pair<Rule>, base: usize) -> Cond {
                 Cond::Or(terms, sp)
             }
         }
-        Rule::not => Cond::Not(Box::new(cond(p.into_inner().next().expect("negated"), base)), sp),
+        Rule::not => Cond::Not(
+            Box::new(cond(p.into_inner().next().expect("negated"), base)),
+            sp,
+        ),
         Rule::job_ref => {
             let mut inner = p.into_inner();
             let job = ident(&inner.next().expect("job name"), base);
             let outcome = inner.next().map(|o| ident(&o, base));
-            Cond::Ref { job, outcome, span: sp }
+            Cond::Ref {
+                job,
+                outcome,
+                span: sp,
+            }
         }
         r => unreachable!("not a condition: {r:?}"),
     }
@@ -801,20 +929,37 @@ fn entry(p: Pair<Rule>, base: usize) -> Entry {
     let k = inner.next().expect("entry key");
     let key = if k.as_rule() == Rule::string {
         let ksp = span(&k, base);
-        let text = string_parts(k, base)
+        let text = string_parts(k.clone(), base)
             .into_iter()
             .map(|part| match part {
                 StrPart::Text(t) => t,
                 StrPart::Interp(i, _) => format!("${{{}}}", i.name),
-                StrPart::BadEscape(_) => String::new(),
+                // Kept as written, so the checker rejects the name instead of silently changing it.
+                StrPart::BadEscape(esc) => src_text(&k, esc, base),
             })
             .collect();
-        Ident { name: text, span: ksp }
+        Ident {
+            name: text,
+            span: ksp,
+        }
     } else {
         ident(&k, base)
     };
     let value = expr(inner.next().expect("entry value"), base);
-    Entry { key, value, span: sp }
+    Entry {
+        key,
+        value,
+        span: sp,
+    }
+}
+
+fn src_text(pair: &Pair<Rule>, span: Span, base: usize) -> String {
+    let start = span.start as usize - base - pair.as_span().start();
+    let end = span.end as usize - base - pair.as_span().start();
+    pair.as_str()
+        .get(start..end)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn expr(p: Pair<Rule>, base: usize) -> Expr {
@@ -857,7 +1002,6 @@ fn string_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
                 "n" => push_text(&mut parts, "\n"),
                 "t" => push_text(&mut parts, "\t"),
                 "r" => push_text(&mut parts, "\r"),
-                "0" => push_text(&mut parts, "\0"),
                 "\\" => push_text(&mut parts, "\\"),
                 "\"" => push_text(&mut parts, "\""),
                 "$" => push_text(&mut parts, "$"),

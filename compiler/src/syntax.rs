@@ -182,9 +182,10 @@ pub enum Cond {
 impl Cond {
     pub fn span(&self) -> Span {
         match self {
-            Cond::Ref { span, .. } | Cond::Not(_, span) | Cond::And(_, span) | Cond::Or(_, span) => {
-                *span
-            }
+            Cond::Ref { span, .. }
+            | Cond::Not(_, span)
+            | Cond::And(_, span)
+            | Cond::Or(_, span) => *span,
         }
     }
 

@@ -66,7 +66,9 @@ impl Value {
             Value::Bool(_) => Type::Bool,
             Value::Duration(_) => Type::Duration,
             Value::Quantity(_) => Type::Quantity,
-            Value::List(items) => Type::List(Box::new(items.first().map_or(Type::String, Value::ty))),
+            Value::List(items) => {
+                Type::List(Box::new(items.first().map_or(Type::String, Value::ty)))
+            }
         }
     }
 

@@ -49,10 +49,16 @@ impl Duration {
                 "s" => (3, 1_000.0),
                 "ms" => (4, 1.0),
                 "" => return Err("a duration needs a unit: ms, s, m, h or d (e.g. `30s`)".into()),
-                other => return Err(format!("`{other}` is not a unit of time; use ms, s, m, h or d")),
+                other => {
+                    return Err(format!(
+                        "`{other}` is not a unit of time; use ms, s, m, h or d"
+                    ))
+                }
             };
             if rank <= last_rank && last_rank != usize::MAX {
-                return Err("units must go from largest to smallest, each once (e.g. `1h30m`)".into());
+                return Err(
+                    "units must go from largest to smallest, each once (e.g. `1h30m`)".into(),
+                );
             }
             last_rank = rank;
             total += number * millis;
@@ -120,6 +126,13 @@ pub fn check_image(image: &str) -> Result<(), String> {
         return Err("an image cannot be empty".into());
     }
     if image.chars().any(|c| c.is_whitespace()) {
+        if let Some((n, t)) = image.split_once(' ') {
+            if !t.contains(' ') && !n.contains(':') {
+                return Err(format!(
+                    "an image reference cannot contain spaces; did you mean `{n}:{t}`?"
+                ));
+            }
+        }
         return Err("an image reference cannot contain spaces".into());
     }
     let (name_tag, digest) = match image.split_once('@') {
@@ -129,27 +142,43 @@ pub fn check_image(image: &str) -> Result<(), String> {
     if let Some(d) = digest {
         let ok = d.split_once(':').is_some_and(|(algo, hex)| {
             !algo.is_empty()
-                && algo.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && algo
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
                 && hex.len() >= 32
                 && hex.chars().all(|c| c.is_ascii_hexdigit())
         });
         if !ok {
-            return Err(format!("`@{d}` is not a digest such as `@sha256:<64 hex digits>`"));
+            return Err(format!(
+                "`@{d}` is not a digest such as `@sha256:<64 hex digits>`"
+            ));
         }
     }
     // A tag follows the last `:` that comes after the last `/` (a registry port comes before it).
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
         None => (name_tag, None),
     };
     if let Some(tag) = tag {
+        if tag.is_empty() {
+            return Err(format!(
+                "the tag after `:` is empty: write `{name}` or `{name}:TAG`"
+            ));
+        }
         let valid = !tag.is_empty()
             && tag.len() <= 128
             && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
-            return Err(format!("`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`)"));
+            return Err(format!(
+                "`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`)"
+            ));
         }
     }
     let mut components: Vec<&str> = name.split('/').collect();
@@ -158,7 +187,11 @@ pub fn check_image(image: &str) -> Result<(), String> {
         let first = components[0];
         if first.contains('.') || first.contains(':') || first == "localhost" {
             let host = first.split(':').next().unwrap_or("");
-            if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            if host.is_empty()
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
                 return Err(format!("`{first}` is not a registry host"));
             }
             components.remove(0);
@@ -173,9 +206,12 @@ pub fn check_image(image: &str) -> Result<(), String> {
         }
         let valid = c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
             && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch));
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch));
         if !valid {
-            return Err(format!("`{c}` is not a valid image name part (lower-case letters, digits, `.`, `_`, `-`)"));
+            return Err(format!(
+                "`{c}` is not a valid image name part (lower-case letters, digits, `.`, `_`, `-`)"
+            ));
         }
     }
     Ok(())
@@ -220,7 +256,10 @@ mod tests {
         for ok in ["500m", "2", "1.5", "256Mi", "1Gi", "100k"] {
             assert!(check_quantity(ok).is_ok(), "{ok}");
         }
-        assert_eq!(check_quantity("256MB").unwrap_err().1.as_deref(), Some("256Mi"));
+        assert_eq!(
+            check_quantity("256MB").unwrap_err().1.as_deref(),
+            Some("256Mi")
+        );
         assert!(check_quantity("Mi").is_err());
         assert!(check_quantity("1x").is_err());
     }

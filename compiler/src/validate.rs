@@ -24,7 +24,10 @@ fn json_error(src: &str, e: &serde_json::Error) -> Diagnostic {
     let offset = offset_of(src, e.line(), e.column());
     let text = e.to_string();
     // serde_json appends " at line L column C"; the label shows where.
-    let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m).to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m)
+        .to_string();
     let mut d = Diagnostic::error("E0900", format!("invalid pipeline: {message}"))
         .primary(Span::char_at(src, offset), "here");
     if message.starts_with("unknown field") {
@@ -39,7 +42,11 @@ fn offset_of(src: &str, line: usize, column: usize) -> usize {
     if line == 0 {
         return 0;
     }
-    let line_start = src.split_inclusive('\n').take(line - 1).map(str::len).sum::<usize>();
+    let line_start = src
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum::<usize>();
     (line_start + column.saturating_sub(1)).min(src.len())
 }
 
@@ -71,14 +78,27 @@ fn at(d: Diagnostic, src: &str, job: &str, message: impl Into<String>) -> Diagno
 /// Checks a pipeline's meaning: names, dependencies, cycles and field values.
 pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let index: HashMap<&str, usize> = p.jobs.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = p
+        .jobs
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); p.jobs.len()];
     let mut safe: HashMap<String, &str> = HashMap::new();
     if p.concurrency == Some(0) {
-        diags.push(Diagnostic::error("E0910", "`concurrency` must be at least 1"));
+        diags.push(Diagnostic::error(
+            "E0910",
+            "`concurrency` must be at least 1",
+        ));
     }
     for (i, (name, job)) in p.jobs.iter().enumerate() {
-        if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        if name.is_empty()
+            || name.len() > 253
+            || name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
             diags.push(at(
                 Diagnostic::error("E0906", format!("invalid job name {name:?}")),
                 src,
@@ -89,8 +109,11 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
         let k = units::kubernetes_name(name);
         if let Some(other) = safe.insert(k.clone(), name) {
             diags.push(at(
-                Diagnostic::error("E0907", format!("the job names `{other}` and `{name}` collide in Kubernetes"))
-                    .help(format!("both become `{k}`; rename one of them")),
+                Diagnostic::error(
+                    "E0907",
+                    format!("the job names `{other}` and `{name}` collide in Kubernetes"),
+                )
+                .help(format!("both become `{k}`; rename one of them")),
                 src,
                 name,
                 "collides",
@@ -98,7 +121,10 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
         }
         if let Err(why) = units::check_image(&job.image) {
             diags.push(at(
-                Diagnostic::error("E0905", format!("job `{name}`: invalid image `{}`: {why}", job.image)),
+                Diagnostic::error(
+                    "E0905",
+                    format!("job `{name}`: invalid image `{}`: {why}", job.image),
+                ),
                 src,
                 name,
                 "in this job",
@@ -109,18 +135,27 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid || key.starts_with("CHAINR_") {
                 diags.push(at(
-                    Diagnostic::error("E0908", format!("job `{name}`: invalid environment variable name `{key}`"))
-                        .help("use letters, digits and `_`; CHAINR_ names are reserved"),
+                    Diagnostic::error(
+                        "E0908",
+                        format!("job `{name}`: invalid environment variable name `{key}`"),
+                    )
+                    .help("use letters, digits and `_`; CHAINR_ names are reserved"),
                     src,
                     name,
                     "in this job",
                 ));
             }
         }
-        for q in [&job.resources.cpu, &job.resources.memory].into_iter().flatten() {
+        for q in [&job.resources.cpu, &job.resources.memory]
+            .into_iter()
+            .flatten()
+        {
             if let Err((why, _)) = units::check_quantity(q) {
                 diags.push(at(
-                    Diagnostic::error("E0909", format!("job `{name}`: invalid quantity `{q}`: {why}")),
+                    Diagnostic::error(
+                        "E0909",
+                        format!("job `{name}`: invalid quantity `{q}`: {why}"),
+                    ),
                     src,
                     name,
                     "in this job",
@@ -129,7 +164,13 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
         }
         if job.retries > 100 {
             diags.push(at(
-                Diagnostic::error("E0910", format!("job `{name}`: {} retries is out of range (0 to 100)", job.retries)),
+                Diagnostic::error(
+                    "E0910",
+                    format!(
+                        "job `{name}`: {} retries is out of range (0 to 100)",
+                        job.retries
+                    ),
+                ),
                 src,
                 name,
                 "in this job",
@@ -150,7 +191,10 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 continue;
             }
             let Some(&t) = index.get(dep) else {
-                let mut d = Diagnostic::error("E0901", format!("the job `{name}` depends on `{dep}`, which does not exist"));
+                let mut d = Diagnostic::error(
+                    "E0901",
+                    format!("the job `{name}` depends on `{dep}`, which does not exist"),
+                );
                 if let Some(s) = did_you_mean(dep, p.jobs.keys().map(String::as_str)) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
@@ -159,8 +203,11 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
             };
             if p.jobs[t].finally && !job.finally {
                 diags.push(at(
-                    Diagnostic::error("E0904", format!("the job `{name}` depends on `{dep}`, a finally job"))
-                        .help("only finally jobs can depend on finally jobs"),
+                    Diagnostic::error(
+                        "E0904",
+                        format!("the job `{name}` depends on `{dep}`, a finally job"),
+                    )
+                    .help("only finally jobs can depend on finally jobs"),
                     src,
                     name,
                     "in this job",

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 fn chainrc() -> Command {
     let mut cmd = Command::cargo_bin("chainrc").unwrap();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("NO_COLOR");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NO_COLOR");
     cmd
 }
 
@@ -18,10 +19,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn compile_prints_the_ir() {
-    let out = chainrc().args(["compile", "examples/seed.chainr"]).assert().success();
+    let out = chainrc()
+        .args(["compile", "examples/seed.chainr"])
+        .assert()
+        .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json["kind"], "Pipeline");
-    assert_eq!(json["jobs"]["error"]["dependsOn"][0]["conditions"]["failure"], true);
+    assert_eq!(
+        json["jobs"]["error"]["dependsOn"][0]["conditions"]["failure"],
+        true
+    );
 }
 
 #[test]
@@ -46,7 +53,8 @@ fn compile_writes_to_a_file_with_params() {
         .assert()
         .success()
         .stdout("");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
     assert_eq!(json["jobs"]["a-1"]["run"], "echo chainr 1");
     assert!(json["jobs"].get("a-2").is_none());
 }
@@ -65,8 +73,12 @@ fn compile_errors_go_to_stderr_with_codes_and_exit_1() {
         .assert()
         .code(1)
         .stdout("")
-        .stderr(predicate::str::contains("error[E0103]: dependency cycle: a → b → a"))
-        .stderr(predicate::str::contains("error[E0200]: unknown field `imag`"))
+        .stderr(predicate::str::contains(
+            "error[E0103]: dependency cycle: a → b → a",
+        ))
+        .stderr(predicate::str::contains(
+            "error[E0200]: unknown field `imag`",
+        ))
         .stderr(predicate::str::contains("help: did you mean `image`?"))
         .stderr(predicate::str::contains("2 errors"))
         // Not a terminal: no colour codes.
@@ -76,7 +88,11 @@ fn compile_errors_go_to_stderr_with_codes_and_exit_1() {
 #[test]
 fn color_always_colours_and_no_color_wins_over_auto() {
     let dir = tempfile::tempdir().unwrap();
-    let src = write(dir.path(), "bad.chainr", "pipeline p { job a { image = \"busybox\" } }");
+    let src = write(
+        dir.path(),
+        "bad.chainr",
+        "pipeline p { job a { image = \"busybox\" } }",
+    );
     chainrc()
         .args(["--color", "always", "check"])
         .arg(&src)
@@ -95,7 +111,11 @@ fn color_always_colours_and_no_color_wins_over_auto() {
 #[test]
 fn check_reports_every_file_and_only_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write(dir.path(), "good.chainr", "pipeline p { job a { image = \"busybox\" run = \"true\" } }");
+    let good = write(
+        dir.path(),
+        "good.chainr",
+        "pipeline p { job a { image = \"busybox\" run = \"true\" } }",
+    );
     let bad = write(
         dir.path(),
         "bad.json",
@@ -108,8 +128,12 @@ fn check_reports_every_file_and_only_reports() {
         .assert()
         .code(1)
         .stdout("")
-        .stderr(predicate::str::contains("error[E0901]: the job `a` depends on `ghost`, which does not exist"))
-        .stderr(predicate::str::contains("checked 2 files: 1 error, 0 warnings"));
+        .stderr(predicate::str::contains(
+            "error[E0901]: the job `a` depends on `ghost`, which does not exist",
+        ))
+        .stderr(predicate::str::contains(
+            "checked 2 files: 1 error, 0 warnings",
+        ));
     chainrc()
         .arg("check")
         .arg(&good)
@@ -175,7 +199,9 @@ fn unreadable_files_and_bad_params_are_clear_errors() {
         .args(["compile", "no/such/file.chainr"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("error: cannot read no/such/file.chainr"));
+        .stderr(predicate::str::contains(
+            "error: cannot read no/such/file.chainr",
+        ));
     chainrc()
         .args(["compile", "examples/seed.chainr", "-p", "novalue"])
         .assert()
@@ -190,9 +216,17 @@ fn unreadable_files_and_bad_params_are_clear_errors() {
 
 #[test]
 fn help_version_completions_and_schema() {
-    chainrc().arg("--version").assert().success().stdout(predicate::str::starts_with("chainrc "));
+    chainrc()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("chainrc "));
     for sub in ["compile", "check", "schema", "completions"] {
-        chainrc().args([sub, "--help"]).assert().success().stdout(predicate::str::contains("Usage: chainrc"));
+        chainrc()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage: chainrc"));
     }
     chainrc()
         .args(["completions", "bash"])

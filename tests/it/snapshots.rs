@@ -13,7 +13,11 @@ fn snapshot_text(path: &Path, src: &str, output: &str) -> String {
 /// Params that a fixture asks for in its first line: `// params: name=value, other=value`.
 fn params_of(src: &str) -> Params {
     let mut params = Vec::new();
-    if let Some(rest) = src.lines().next().and_then(|l| l.strip_prefix("// params: ")) {
+    if let Some(rest) = src
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// params: "))
+    {
         for pair in rest.split(", ") {
             let (k, v) = pair.split_once('=').expect("params are name=value");
             params.push((k.to_string(), v.to_string()));
@@ -22,7 +26,7 @@ fn params_of(src: &str) -> Params {
     Params(params)
 }
 
-fn compiles(path: &Path) {
+fn compiled(path: &Path) -> String {
     let src = std::fs::read_to_string(path).unwrap();
     let out = compile(&src, &params_of(&src));
     let rendered = render(&out.diagnostics, "input.chainr", &src, false);
@@ -38,18 +42,30 @@ fn compiles(path: &Path) {
     let json = to_json(&pipeline);
     let again = chainr_compiler::compile_json(&json);
     assert!(again.diagnostics.is_empty(), "{:?}", again.diagnostics);
-    assert_eq!(again.pipeline.as_ref(), Some(&pipeline), "the IR must round-trip through JSON");
-    insta::assert_snapshot!(snapshot_text(path, &src, &json));
+    assert_eq!(
+        again.pipeline.as_ref(),
+        Some(&pipeline),
+        "the IR must round-trip through JSON"
+    );
+    snapshot_text(path, &src, &json)
 }
 
 #[test]
 fn examples() {
-    insta::glob!("../../examples", "*.chainr", compiles);
+    insta::glob!(
+        "../../examples",
+        "*.chainr",
+        |path| insta::assert_snapshot!(compiled(path))
+    );
 }
 
 #[test]
 fn ok_fixtures() {
-    insta::glob!("../fixtures/ok", "*.chainr", compiles);
+    insta::glob!(
+        "../fixtures/ok",
+        "*.chainr",
+        |path| insta::assert_snapshot!(compiled(path))
+    );
 }
 
 #[test]

@@ -7,9 +7,18 @@ use serde_json::{json, Value};
 /// Compiles `jobs` inside a pipeline (with a default image) and returns the IR jobs as JSON.
 fn ir_with(jobs: &str, params: &[(&str, &str)]) -> Value {
     let src = format!("pipeline t {{\n  defaults {{ image = \"busybox\" }}\n{jobs}\n}}\n");
-    let params = Params(params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let params = Params(
+        params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     let out = compile(&src, &params);
-    assert!(!out.has_errors(), "{}", render(&out.diagnostics, "t.chainr", &src, false));
+    assert!(
+        !out.has_errors(),
+        "{}",
+        render(&out.diagnostics, "t.chainr", &src, false)
+    );
     serde_json::to_value(out.pipeline.unwrap()).unwrap()["jobs"].clone()
 }
 
@@ -27,7 +36,9 @@ fn a_conjunction_of_successes_and_failures_is_the_original_form() {
         json!([{"job": "a"}, {"job": "b", "conditions": {"failure": true}}])
     );
     assert!(jobs["c"].get("condition").is_none());
-    let same = ir(&format!("{AB}job c after a.succeeded && b.failed {{ run = \"c\" }}"));
+    let same = ir(&format!(
+        "{AB}job c after a.succeeded && b.failed {{ run = \"c\" }}"
+    ));
     assert_eq!(same["c"], jobs["c"]);
 }
 
@@ -36,7 +47,10 @@ fn other_conditions_become_a_condition_tree() {
     let jobs = ir(&format!(
         "{AB}job c after a || !b.failed {{ run = \"c\" }}\njob d after a, (b.errored || b.cancelled), a.done {{ run = \"d\" }}"
     ));
-    assert_eq!(jobs["c"]["condition"], json!({"any": [{"succeeded": "a"}, {"not": {"failed": "b"}}]}));
+    assert_eq!(
+        jobs["c"]["condition"],
+        json!({"any": [{"succeeded": "a"}, {"not": {"failed": "b"}}]})
+    );
     assert_eq!(jobs["d"]["dependsOn"], json!([{"job": "a"}]));
     assert_eq!(
         jobs["d"]["condition"],
@@ -46,9 +60,11 @@ fn other_conditions_become_a_condition_tree() {
 
 #[test]
 fn allow_failure_makes_a_bare_reference_accept_failure() {
-    let jobs = ir("job a { run = \"a\" allow_failure = true }\njob b { run = \"b\" }\n\
+    let jobs = ir(
+        "job a { run = \"a\" allow_failure = true }\njob b { run = \"b\" }\n\
                    job c after a { run = \"c\" }\njob d after a.succeeded { run = \"d\" }\n\
-                   job e after a || b { run = \"e\" }");
+                   job e after a || b { run = \"e\" }",
+    );
     // `dependsOn` means "after a" (accepting an allowed failure); `a.succeeded` stays strict.
     assert_eq!(jobs["c"]["dependsOn"], json!([{"job": "a"}]));
     assert_eq!(jobs["d"]["condition"], json!({"succeeded": "a"}));
@@ -67,7 +83,10 @@ fn fan_out_instances_and_group_conditions() {
     assert_eq!(jobs["s-2"]["run"], "s 2");
     assert_eq!(jobs["s-0"]["group"], "s");
     assert!(jobs.get("s-3").is_none());
-    assert_eq!(jobs["all"]["dependsOn"], json!([{"job": "s-0"}, {"job": "s-1"}, {"job": "s-2"}]));
+    assert_eq!(
+        jobs["all"]["dependsOn"],
+        json!([{"job": "s-0"}, {"job": "s-1"}, {"job": "s-2"}])
+    );
     assert_eq!(
         jobs["any-failed"]["condition"],
         json!({"any": [{"failed": "s-0"}, {"failed": "s-1"}, {"failed": "s-2"}]})

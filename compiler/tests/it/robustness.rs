@@ -35,9 +35,9 @@ const RICH: &str = r#"pipeline nightly {
 
 /// Tokens of the language, for mutations that stay close to real source.
 const TOKENS: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${", "$${",
-    "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline", "x", "x.failed",
-    "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
+    "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${",
+    "$${", "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline",
+    "x", "x.failed", "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
 ];
 
 fn assert_no_panic(src: &str) {
@@ -46,9 +46,13 @@ fn assert_no_panic(src: &str) {
     let _ = render(&out.diagnostics, "fuzz.chainr", src, false);
     for d in &out.diagnostics {
         for l in &d.labels {
-            assert!(l.span.end as usize <= src.len(), "label outside the file: {d:?}");
             assert!(
-                src.is_char_boundary(l.span.start as usize) && src.is_char_boundary(l.span.end as usize),
+                l.span.end as usize <= src.len(),
+                "label outside the file: {d:?}"
+            );
+            assert!(
+                src.is_char_boundary(l.span.start as usize)
+                    && src.is_char_boundary(l.span.end as usize),
                 "label not on a char boundary: {d:?}"
             );
         }
@@ -156,7 +160,11 @@ proptest! {
 #[test]
 fn the_rich_base_compiles() {
     let out = compile(RICH, &Params::default());
-    assert!(out.diagnostics.is_empty(), "{}", render(&out.diagnostics, "rich", RICH, false));
+    assert!(
+        out.diagnostics.is_empty(),
+        "{}",
+        render(&out.diagnostics, "rich", RICH, false)
+    );
 }
 
 /// `layered` as in the benchmarks: 20 layers, each job after up to 3 jobs of the layer before.
@@ -171,7 +179,9 @@ fn layered(n: usize) -> String {
             let prev = (layer - 1) * per;
             let mut deps: Vec<usize> = (0..3)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     prev + (state >> 33) as usize % per
                 })
                 .collect();
@@ -193,16 +203,25 @@ fn ten_thousand_jobs_compile() {
     assert!(out.diagnostics.is_empty());
     let p = out.pipeline.unwrap();
     assert_eq!(p.jobs.len(), 10_000);
-    assert!(p.jobs["j09999"].depends_on.iter().all(|d| d.job.as_str() >= "j09000"));
+    assert!(p.jobs["j09999"]
+        .depends_on
+        .iter()
+        .all(|d| d.job.as_str() >= "j09000"));
 }
 
 #[test]
 fn a_one_megabyte_file_compiles() {
-    let script: String = (0..40).map(|i| format!("      echo line {i} of a long script\n")).collect();
+    let script: String = (0..40)
+        .map(|i| format!("      echo line {i} of a long script\n"))
+        .collect();
     let mut src = String::from("pipeline mb {\n");
     let mut i = 0;
     while src.len() < 1 << 20 {
-        let after = if i > 0 { format!(" after j{}", i - 1) } else { String::new() };
+        let after = if i > 0 {
+            format!(" after j{}", i - 1)
+        } else {
+            String::new()
+        };
         src.push_str(&format!(
             "  // job {i}\n  job j{i}{after} {{\n    image = \"busybox\"\n    run = \"\"\"\n{script}    \"\"\"\n  }}\n"
         ));
@@ -214,7 +233,9 @@ fn a_one_megabyte_file_compiles() {
     assert!(out.diagnostics.is_empty());
     let p = out.pipeline.unwrap();
     assert_eq!(p.jobs.len(), i);
-    assert!(p.jobs["j0"].run.starts_with("echo line 0 of a long script\necho line 1"));
+    assert!(p.jobs["j0"]
+        .run
+        .starts_with("echo line 0 of a long script\necho line 1"));
 }
 
 #[test]
@@ -222,13 +243,19 @@ fn a_cycle_through_ten_thousand_jobs_is_one_error() {
     let mut src = String::from("pipeline ring {\n");
     for i in 0..10_000 {
         let prev = if i == 0 { 9_999 } else { i - 1 };
-        src.push_str(&format!("  job j{i} after j{prev} {{ image = \"busybox\" run = \"true\" }}\n"));
+        src.push_str(&format!(
+            "  job j{i} after j{prev} {{ image = \"busybox\" run = \"true\" }}\n"
+        ));
     }
     src.push_str("}\n");
     let out = compile(&src, &Params::default());
     let codes: Vec<&str> = out.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["E0103"]);
-    assert_eq!(out.diagnostics[0].labels.len(), 10_000, "one label per edge of the cycle");
+    assert_eq!(
+        out.diagnostics[0].labels.len(),
+        10_000,
+        "one label per edge of the cycle"
+    );
 }
 
 #[test]
@@ -238,7 +265,16 @@ fn every_syntax_error_in_a_file_is_reported() {
     let lines: Vec<usize> = out
         .diagnostics
         .iter()
-        .map(|d| src[..d.primary_span().unwrap().start as usize].lines().count())
+        .map(|d| {
+            src[..d.primary_span().unwrap().start as usize]
+                .lines()
+                .count()
+        })
         .collect();
-    assert_eq!(lines, [2, 4, 5], "{}", render(&out.diagnostics, "t", src, false));
+    assert_eq!(
+        lines,
+        [2, 4, 5],
+        "{}",
+        render(&out.diagnostics, "t", src, false)
+    );
 }

@@ -22,7 +22,17 @@ pub struct Parsed {
 
 const ITEM_KEYWORDS: [&str; 5] = ["job", "param", "template", "defaults", "finally"];
 
+/// Parses a file. Large files are parsed on two threads (see [`parse_sequential`]).
 pub fn parse(src: &str) -> Parsed {
+    parse_with(src, true)
+}
+
+/// Parses a file on the calling thread only; gives the same result as [`parse`].
+pub fn parse_sequential(src: &str) -> Parsed {
+    parse_with(src, false)
+}
+
+fn parse_with(src: &str, parallel: bool) -> Parsed {
     let mut parsed = Parsed::default();
     let mut pos = skip_trivia(src, 0);
     if let Some(err) = unterminated_comment(src, pos) {
@@ -54,14 +64,16 @@ pub fn parse(src: &str) -> Parsed {
         }
     }
     let header_span = Span::new(header_start, pos);
-    if src.len() - pos >= PARALLEL_MIN {
-        if let Some(done) = parse_in_two(src, pos, header_span) {
-            parsed.file.items = done.file.items;
-            parsed.file.end = done.file.end;
-            parsed.errors = done.errors;
-            return parsed;
-        }
+    let fast = if parallel && src.len() - pos >= PARALLEL_MIN {
+        parse_in_two(src, pos).or_else(|| parse_chunk(src, pos, src.len(), true))
+    } else {
+        parse_chunk(src, pos, src.len(), true)
+    };
+    if let Some((items, brace)) = fast {
+        parsed.file.items = items;
+        pos = brace;
     }
+    // From the closing brace (what follows it), or item by item with error recovery.
     parse_items(src, pos, usize::MAX, header_span, &mut parsed);
     parsed
 }
@@ -142,38 +154,44 @@ fn parse_items(
     pos
 }
 
-/// Parses the items in two halves at once. Items parse the same wherever parsing starts, so
-/// when the first half ends exactly at the split (an item boundary) with no error, the result is
-/// the sequential one; otherwise `None`, and the caller parses sequentially.
-fn parse_in_two(src: &str, start: usize, header_span: Span) -> Option<Parsed> {
+/// The fast path: every item of `src[start..end]` in one call of the parser (one parser state
+/// for all of them). With `to_close` the text must run to the pipeline's closing brace, whose
+/// position is returned; otherwise it must hold whole items only. `None` when that does not
+/// parse: the caller then parses item by item, which reports every error.
+fn parse_chunk(src: &str, start: usize, end: usize, to_close: bool) -> Option<(Vec<Item>, usize)> {
+    let rule = if to_close {
+        Rule::items_close
+    } else {
+        Rule::items_to_end
+    };
+    // pest skips trivia only between the elements of a rule, not before the first.
+    let start = skip_trivia(src, start).min(end);
+    let pair = Grammar::parse(rule, &src[start..end]).ok()?.next()?;
+    let chunk_end = start + pair.as_span().end();
+    let items = pair
+        .into_inner()
+        .filter(|p| p.as_rule() != Rule::EOI)
+        .map(|p| item(p, start))
+        .collect();
+    Some((items, if to_close { chunk_end - 1 } else { chunk_end }))
+}
+
+/// Parses the items in two halves at once, split at an item boundary. `None` when either half
+/// does not parse (the caller then parses sequentially and reports the errors).
+fn parse_in_two(src: &str, start: usize) -> Option<(Vec<Item>, usize)> {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return None;
     }
     let split = find_split(src, start)?;
-    let (first, end, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| {
-            let mut p = Parsed::default();
-            parse_items(src, split, usize::MAX, header_span, &mut p);
-            p
-        });
-        let mut first = Parsed::default();
-        let end = parse_items(src, start, split, header_span, &mut first);
-        (first, end, second.join())
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| parse_chunk(src, split, src.len(), true));
+        let first = parse_chunk(src, start, split, false);
+        (first, second.join())
     });
-    let second = second.ok()?;
-    if end != split || !first.errors.is_empty() || !second.errors.is_empty() {
-        return None;
-    }
-    let mut items = first.file.items;
-    items.extend(second.file.items);
-    Some(Parsed {
-        file: File {
-            pipeline: None,
-            items,
-            end: second.file.end,
-        },
-        errors: Vec::new(),
-    })
+    let (mut items, _) = first?;
+    let (rest, brace) = second.ok()??;
+    items.extend(rest);
+    Some((items, brace))
 }
 
 /// The start of an item near the middle of the pipeline: a line whose first word is an item
@@ -190,9 +208,10 @@ fn find_split(src: &str, start: usize) -> Option<usize> {
             let rest = &src[i..];
             let word = rest.trim_start_matches([' ', '\t']);
             let at = i + (rest.len() - word.len());
-            if ITEM_KEYWORDS.iter().any(|k| {
-                word.starts_with(k) && word[k.len()..].starts_with(|c: char| c == ' ' || c == '\t')
-            }) {
+            if ITEM_KEYWORDS
+                .iter()
+                .any(|k| word.starts_with(k) && word[k.len()..].starts_with([' ', '\t']))
+            {
                 return Some(at);
             }
         }

@@ -66,6 +66,8 @@ pub struct File {
     pub end: Option<Span>,
 }
 
+// Nearly every item is a job, so boxing the large variant would cost an allocation per item.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Item {
     Param(Param),

@@ -1,0 +1,238 @@
+//! Compile benchmark: `chainrc compile` against Debian's jsonnet on the equivalent program, and
+//! against only parsing and re-serialising the equivalent IR JSON, side by side in one run.
+//!
+//! `cargo bench --bench compile` (workload: `layered 10000`, as in bench/gen_dag.py).
+//! `CHAINR_BENCH_DIR=DIR` uses DIR/pipeline.{chainr,json,jsonnet} instead (from gen_dag.py);
+//! `CHAINR_BENCH_RUNS=N` sets the number of timed runs of each command (default 15).
+
+use chainr_compiler::{compile, parse, to_json, Params};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+// The same allocator as the `chainrc` binary, for the in-process measurements of both sides.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The `layered` shape of gen_dag.py: 20 layers, each job after up to 3 jobs of the layer
+/// before, every job running `true`; written as `.chainr`, IR JSON and jsonnet.
+fn generate(n: usize, dir: &Path) {
+    let per = (n / 20).max(1);
+    let names: Vec<String> = (0..n).map(|i| format!("j{i:05}")).collect();
+    let mut state: u64 = 7;
+    let mut next = |bound: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % bound
+    };
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let layer = i / per;
+        let mut d = Vec::new();
+        if layer > 0 {
+            let prev = (layer - 1) * per;
+            while d.len() < 3.min(per) {
+                let pick = prev + next(per);
+                if !d.contains(&pick) {
+                    d.push(pick);
+                }
+            }
+            d.sort_unstable();
+        }
+        deps.push(d);
+    }
+    let mut chainr = String::from("pipeline bench {\n");
+    let mut jobs = serde_json::Map::new();
+    let mut jsonnet = String::from(
+        "local job(deps) = { image: 'busybox', run: 'true' } + (if std.length(deps) > 0 then { dependsOn: [{ job: d } for d in deps] } else {});\n{ kind: 'Pipeline', jobs: {\n",
+    );
+    for (i, name) in names.iter().enumerate() {
+        let dn: Vec<&str> = deps[i].iter().map(|&d| names[d].as_str()).collect();
+        let after = if dn.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", dn.join(", "))
+        };
+        chainr.push_str(&format!(
+            "  job {name}{after} {{ image = \"busybox\"  run = \"true\" }}\n"
+        ));
+        let mut job = serde_json::json!({"image": "busybox", "run": "true"});
+        if !dn.is_empty() {
+            job["dependsOn"] = dn.iter().map(|d| serde_json::json!({"job": d})).collect();
+        }
+        jobs.insert(name.clone(), job);
+        jsonnet.push_str(&format!(
+            "  {name}: job({}),\n",
+            serde_json::to_string(&dn).unwrap()
+        ));
+    }
+    chainr.push_str("}\n");
+    jsonnet.push_str("} }\n");
+    let ir = serde_json::json!({"kind": "Pipeline", "jobs": jobs});
+    std::fs::write(dir.join("pipeline.chainr"), chainr).unwrap();
+    std::fs::write(
+        dir.join("pipeline.json"),
+        serde_json::to_string_pretty(&ir).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("pipeline.jsonnet"), jsonnet).unwrap();
+}
+
+struct Timing {
+    median: Duration,
+    min: Duration,
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> Timing {
+    f(); // warm-up: caches, page cache, allocator
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    Timing {
+        median: samples[samples.len() / 2],
+        min: samples[0],
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd
+        .stdout(Stdio::null())
+        .status()
+        .expect("the command starts");
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there are no options to read.
+    let runs: usize = std::env::var("CHAINR_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    let tmp;
+    let dir: PathBuf = match std::env::var_os("CHAINR_BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            tmp = std::env::temp_dir().join(format!("chainr-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&tmp).unwrap();
+            generate(10_000, &tmp);
+            tmp.clone()
+        }
+    };
+    let chainr_src = std::fs::read_to_string(dir.join("pipeline.chainr")).unwrap();
+    let json_src = std::fs::read_to_string(dir.join("pipeline.json")).unwrap();
+    let params = Params::default();
+    let out = compile(&chainr_src, &params);
+    assert!(
+        out.diagnostics.is_empty(),
+        "the workload must compile cleanly"
+    );
+    let jobs = out.pipeline.as_ref().map_or(0, |p| p.jobs.len());
+    // The two forms must be the same pipeline (apart from the name the source gives it).
+    let mut ours: serde_json::Value = serde_json::to_value(out.pipeline.unwrap()).unwrap();
+    ours.as_object_mut().unwrap().remove("name");
+    let theirs: serde_json::Value = serde_json::from_str(&json_src).unwrap();
+    assert_eq!(ours, theirs, "pipeline.chainr and pipeline.json differ");
+
+    println!(
+        "workload: {} ({} jobs; .chainr {} KB, IR JSON {} KB), {runs} runs each, median (min)\n",
+        dir.display(),
+        jobs,
+        chainr_src.len() / 1024,
+        json_src.len() / 1024
+    );
+
+    let parse_seq = time(runs, || {
+        std::hint::black_box(parse::parse_sequential(&chainr_src));
+    });
+    let parse_par = time(runs, || {
+        std::hint::black_box(parse::parse(&chainr_src));
+    });
+    let full = time(runs, || {
+        let out = compile(&chainr_src, &params);
+        std::hint::black_box(to_json(out.pipeline.as_ref().unwrap()));
+    });
+    let json_roundtrip = time(runs, || {
+        let v: serde_json::Value = serde_json::from_str(&json_src).unwrap();
+        std::hint::black_box(serde_json::to_string_pretty(&v).unwrap());
+    });
+
+    let exe = env!("CARGO_BIN_EXE_chainrc");
+    let chainrc_src = time(runs, || {
+        run(Command::new(exe)
+            .arg("compile")
+            .arg(dir.join("pipeline.chainr")))
+    });
+    let chainrc_json = time(runs, || {
+        run(Command::new(exe)
+            .arg("compile")
+            .arg(dir.join("pipeline.json")))
+    });
+    let jsonnet_ok = Command::new("jsonnet")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let jsonnet = jsonnet_ok.then(|| {
+        time(runs, || {
+            run(Command::new("jsonnet").arg(dir.join("pipeline.jsonnet")))
+        })
+    });
+
+    let row = |name: &str, t: &Timing| {
+        println!("{name:<58} {:>8.1} ms ({:>6.1})", ms(t.median), ms(t.min))
+    };
+    println!("in process");
+    row("  parse .chainr, one thread", &parse_seq);
+    row("  parse .chainr (two threads for large files)", &parse_par);
+    row(
+        "  compile .chainr to pretty IR JSON (parse, check, lower)",
+        &full,
+    );
+    row(
+        "  reference: serde_json parse + pretty print of the IR",
+        &json_roundtrip,
+    );
+    println!("whole command");
+    row("  chainrc compile pipeline.chainr", &chainrc_src);
+    row(
+        "  reference: chainrc compile pipeline.json (validate + print)",
+        &chainrc_json,
+    );
+    match &jsonnet {
+        Some(t) => row("  reference: jsonnet pipeline.jsonnet", t),
+        None => println!("  jsonnet not installed (apt-get install jsonnet): skipped"),
+    }
+    println!("\nratios (median)");
+    let ratio = |a: &Timing, b: &Timing| ms(a.median) / ms(b.median);
+    if let Some(j) = &jsonnet {
+        println!(
+            "  jsonnet / chainrc compile                      {:>6.1}x  (target >= 10x)",
+            ratio(j, &chainrc_src)
+        );
+    }
+    println!(
+        "  compile / JSON round trip, in process          {:>6.2}x  (target <= 3x)",
+        ratio(&full, &json_roundtrip)
+    );
+    println!(
+        "  chainrc compile .chainr / .json, whole command {:>6.2}x",
+        ratio(&chainrc_src, &chainrc_json)
+    );
+    println!(
+        "  parse: one thread / two threads               {:>6.2}x",
+        ratio(&parse_seq, &parse_par)
+    );
+    if std::env::var_os("CHAINR_BENCH_DIR").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

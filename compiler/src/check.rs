@@ -113,6 +113,8 @@ impl<'a> Checker<'a> {
         }
         if let Some(d) = defaults {
             self.check_block_keys(d, "defaults");
+            // Its values are checked here too, so a pipeline without jobs still hears of them.
+            self.apply_block(d, &Scope::empty(), &mut JobFields::default());
         }
 
         // Pass 1: every job's name, instances and fields.
@@ -584,10 +586,15 @@ impl<'a> Checker<'a> {
         if !self.templates.contains_key(name) {
             let mut d = Diagnostic::error("E0400", format!("unknown template `{name}`"))
                 .primary(u.name.span, "no template with this name");
-            d = match did_you_mean(name, self.templates.keys().copied()) {
+            let suggestion = did_you_mean(name, self.templates.keys().copied());
+            d = match suggestion {
                 Some(s) => d.help(format!("did you mean `{s}`?")).fix(u.name.span, s),
                 None => d.help(format!("declare it: `template {name}(...) {{ ... }}`")),
             };
+            // The misspelling was meant as a use of the suggested template.
+            if let Some((&key, _)) = suggestion.and_then(|s| self.templates.get_key_value(s)) {
+                self.used_templates.insert(key);
+            }
             self.diags.push(d);
             return None;
         }
@@ -677,6 +684,14 @@ impl<'a> Checker<'a> {
                 ) else {
                     return Vec::new();
                 };
+                if a < 0 {
+                    self.diags.push(
+                        Diagnostic::error("E0500", "a fan-out range cannot start below 0")
+                            .primary(lo.span, format!("starts at {a}"))
+                            .help("instances are named after the values: use `0..n`"),
+                    );
+                    return Vec::new();
+                }
                 if b - a > 10_000 {
                     self.diags.push(
                         Diagnostic::error("E0503", format!("this fan-out makes {} jobs", b - a))
@@ -1713,6 +1728,8 @@ fn lower_condition(
         }
         rest.push(lower(c, decls, by_name));
     }
+    let mut seen = HashSet::default();
+    depends_on.retain(|d| seen.insert((d.job.clone(), d.on_failure())));
     let condition = match rest.len() {
         0 => None,
         1 => rest.pop(),

@@ -24,13 +24,18 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Stop starting new jobs after the first failure that fails the run; `finally` jobs still run.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub fail_fast: bool,
     /// At most this many jobs of one run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
     /// The jobs by name, in source order.
+    #[serde(deserialize_with = "unique_jobs")]
     pub jobs: IndexMap<String, Job>,
 }
 
@@ -44,7 +49,11 @@ pub enum PipelineKind {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Job {
     /// The original form of conditions: every entry must hold (AND).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub depends_on: Vec<Dependency>,
     /// A condition beyond `dependsOn`; both must hold for the job to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,13 +65,26 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Environment variables, added to the executor's own.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub env: IndexMap<String, String>,
     /// Environment variables read from Kubernetes secrets.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub secret_env: IndexMap<String, SecretRef>,
     /// Extra attempts after a failed or errored one.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
+    #[schemars(range(max = 100))]
     pub retries: u32,
     /// Wait before the first retry; doubles after each, capped at 5m. Default 1s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,13 +92,25 @@ pub struct Job {
     /// Limit per attempt; an attempt that runs longer fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationText>,
-    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Resources::is_empty"
+    )]
     pub resources: Resources,
     /// A failure of this job does not fail the run, and `after x` accepts it.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub allow_failure: bool,
     /// Runs once every other job is terminal, whatever happened.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_false"
+    )]
     pub finally: bool,
     /// The fan-out job this one is an instance of (`job shard for i in 0..4` gives `shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +119,11 @@ pub struct Job {
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
     pub node_selector: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
@@ -254,6 +292,43 @@ impl JsonSchema for DurationText {
             "pattern": "^([0-9]+(\\.[0-9]+)?(d|h|m|s|ms))+$"
         })
     }
+}
+
+/// `null` reads as the default: Go clients of the original wrote `null` for empty lists.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A JSON object with the same job name twice is an error, not "the last one wins".
+fn unique_jobs<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, Job>, D::Error> {
+    struct Jobs;
+    impl<'de> serde::de::Visitor<'de> for Jobs {
+        type Value = IndexMap<String, Job>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of job names to jobs")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut jobs = IndexMap::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(name) = map.next_key::<String>()? {
+                if jobs.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the job `{name}` is defined twice"
+                    )));
+                }
+                let job: Job = map.next_value()?;
+                jobs.insert(name, job);
+            }
+            Ok(jobs)
+        }
+    }
+    d.deserialize_map(Jobs)
 }
 
 fn is_false(b: &bool) -> bool {

@@ -32,7 +32,31 @@ pub fn parse_sequential(src: &str) -> Parsed {
     parse_with(src, false)
 }
 
+/// Parses a file item by item, the error-recovering path that [`parse`] takes only when the
+/// file has a syntax error; for tests that both paths agree.
+pub fn parse_item_by_item(src: &str) -> Parsed {
+    parse_with_mode(src, Mode::ItemByItem)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Parallel,
+    Sequential,
+    ItemByItem,
+}
+
 fn parse_with(src: &str, parallel: bool) -> Parsed {
+    parse_with_mode(
+        src,
+        if parallel {
+            Mode::Parallel
+        } else {
+            Mode::Sequential
+        },
+    )
+}
+
+fn parse_with_mode(src: &str, mode: Mode) -> Parsed {
     let mut parsed = Parsed::default();
     let mut pos = skip_trivia(src, 0);
     if let Some(err) = unterminated_comment(src, pos) {
@@ -64,10 +88,12 @@ fn parse_with(src: &str, parallel: bool) -> Parsed {
         }
     }
     let header_span = Span::new(header_start, pos);
-    let fast = if parallel && src.len() - pos >= PARALLEL_MIN {
-        parse_in_two(src, pos).or_else(|| parse_chunk(src, pos, src.len(), true))
-    } else {
-        parse_chunk(src, pos, src.len(), true)
+    let fast = match mode {
+        Mode::Parallel if src.len() - pos >= PARALLEL_MIN => {
+            parse_in_two(src, pos).or_else(|| parse_chunk(src, pos, src.len(), true))
+        }
+        Mode::ItemByItem => None,
+        _ => parse_chunk(src, pos, src.len(), true),
     };
     if let Some((items, brace)) = fast {
         parsed.file.items = items;

@@ -162,6 +162,17 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 ));
             }
         }
+        if job.timeout.is_some_and(|t| t.0.millis == 0) {
+            diags.push(at(
+                Diagnostic::error(
+                    "E0910",
+                    format!("job `{name}`: a timeout of zero would kill every attempt at once"),
+                ),
+                src,
+                name,
+                "in this job",
+            ));
+        }
         if job.retries > 100 {
             diags.push(at(
                 Diagnostic::error(

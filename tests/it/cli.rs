@@ -237,3 +237,31 @@ fn help_version_completions_and_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(schema["title"], "chainr Pipeline IR");
 }
+
+#[test]
+fn ir_json_duplicate_jobs_are_rejected_and_nulls_read_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let dup = write(
+        dir.path(),
+        "dup.json",
+        r#"{"kind": "Pipeline", "jobs": {"a": {"image": "busybox", "run": "x"}, "a": {"image": "busybox", "run": "y"}}}"#,
+    );
+    chainrc()
+        .arg("check")
+        .arg(&dup)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the job `a` is defined twice"));
+    // Go clients of the original send `null` for an empty list.
+    let nulls = write(
+        dir.path(),
+        "nulls.json",
+        r#"{"kind": "Pipeline", "jobs": {"a": {"image": "busybox", "run": "x", "dependsOn": null, "env": null}}}"#,
+    );
+    let out = chainrc().arg("compile").arg(&nulls).assert().success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        json["jobs"]["a"],
+        serde_json::json!({"image": "busybox", "run": "x"})
+    );
+}

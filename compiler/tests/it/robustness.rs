@@ -196,6 +196,37 @@ fn layered(n: usize) -> String {
     src
 }
 
+/// The three ways of parsing (two threads, one call, item by item) give the same tree.
+fn assert_parsers_agree(src: &str) {
+    use chainr_compiler::parse::{parse, parse_item_by_item, parse_sequential};
+    let items = |p: chainr_compiler::parse::Parsed| (format!("{:?}", p.file), p.errors.len());
+    let by_item = items(parse_item_by_item(src));
+    assert_eq!(items(parse_sequential(src)), by_item);
+    assert_eq!(items(parse(src)), by_item);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsers_agree_on_mutated_pipelines(mutations in proptest::collection::vec(mutation(), 0..3)) {
+        let src = mutate(RICH, &mutations);
+        if chainr_compiler::parse::parse_item_by_item(&src).errors.is_empty() {
+            assert_parsers_agree(&src);
+        }
+    }
+}
+
+#[test]
+fn parsers_agree_on_a_large_file() {
+    let src = layered(5_000);
+    assert!(
+        src.len() > 256 * 1024,
+        "large enough for the two-thread path"
+    );
+    assert_parsers_agree(&src);
+}
+
 #[test]
 fn ten_thousand_jobs_compile() {
     let src = layered(10_000);

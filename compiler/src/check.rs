@@ -1728,8 +1728,16 @@ fn lower_condition(
         }
         rest.push(lower(c, decls, by_name));
     }
-    let mut seen = HashSet::default();
-    depends_on.retain(|d| seen.insert((d.job.clone(), d.on_failure())));
+    // `after s, s.succeeded` names the same dependency twice; keep the first.
+    if depends_on.len() > 1 {
+        let mut seen: HashSet<(&str, bool)> = HashSet::default();
+        let keep: Vec<bool> = depends_on
+            .iter()
+            .map(|d| seen.insert((d.job.as_str(), d.on_failure())))
+            .collect();
+        let mut keep = keep.into_iter();
+        depends_on.retain(|_| keep.next().unwrap_or(true));
+    }
     let condition = match rest.len() {
         0 => None,
         1 => rest.pop(),

@@ -58,6 +58,10 @@ fn parse_with(src: &str, parallel: bool) -> Parsed {
 
 fn parse_with_mode(src: &str, mode: Mode) -> Parsed {
     let mut parsed = Parsed::default();
+    if let Some(err) = too_deep(src) {
+        parsed.errors.push(err);
+        return parsed;
+    }
     let mut pos = skip_trivia(src, 0);
     if let Some(err) = unterminated_comment(src, pos) {
         parsed.errors.push(err);
@@ -266,6 +270,60 @@ fn find_split(src: &str, start: usize) -> Option<usize> {
                 i = i + 2 + src[i + 2..].find("*/")? + 1;
             }
             _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// How deeply brackets and `!` may nest. The parser recurses once per level, so a bound keeps
+/// any input from exhausting the stack (a thread's stack holds thousands of levels).
+const MAX_NESTING: usize = 256;
+
+/// The first place where brackets (or a run of `!`) nest deeper than [`MAX_NESTING`], outside
+/// strings and comments.
+fn too_deep(src: &str) -> Option<Diagnostic> {
+    let bytes = src.as_bytes();
+    let mut depth = 0usize;
+    let mut bangs = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'!' => bangs += 1,
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i = src[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |n| i + 3 + n + 2);
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = src[i..].find('\n').map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = src[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |n| i + 2 + n + 1);
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => bangs = 0,
+        }
+        if depth + bangs > MAX_NESTING {
+            let at = i.min(src.len());
+            return Some(
+                Diagnostic::error("E0007", "nesting too deep")
+                    .primary(
+                        Span::char_at(src, at),
+                        format!("more than {MAX_NESTING} levels of brackets or `!` here"),
+                    )
+                    .help("simplify the expression; no pipeline needs this much nesting"),
+            );
         }
         i += 1;
     }

@@ -43,6 +43,14 @@ fn a_conjunction_of_successes_and_failures_is_the_original_form() {
 }
 
 #[test]
+fn a_dependency_named_twice_is_listed_once() {
+    let jobs = ir(&format!(
+        "{AB}job c after a, a.succeeded, b, a {{ run = \"c\" }}"
+    ));
+    assert_eq!(jobs["c"]["dependsOn"], json!([{"job": "a"}, {"job": "b"}]));
+}
+
+#[test]
 fn other_conditions_become_a_condition_tree() {
     let jobs = ir(&format!(
         "{AB}job c after a || !b.failed {{ run = \"c\" }}\njob d after a, (b.errored || b.cancelled), a.done {{ run = \"d\" }}"

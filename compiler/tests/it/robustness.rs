@@ -290,6 +290,27 @@ fn a_cycle_through_ten_thousand_jobs_is_one_error() {
 }
 
 #[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    for (open, close) in [("(", ")"), ("[", "]"), ("{", "}"), ("!", "")] {
+        let deep = format!(
+            "pipeline p {{ job a after {} b {} {{ image = \"busybox\" run = \"x\" }} job b {{ image = \"busybox\" run = \"y\" }} }}",
+            open.repeat(100_000),
+            close.repeat(100_000)
+        );
+        let out = compile(&deep, &Params::default());
+        assert_eq!(
+            out.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(),
+            ["E0007"],
+            "{open}"
+        );
+        // Just below the limit still parses (and fails or not on its merits, without crashing).
+        let fine = format!("pipeline p {{ job a after {}b{} {{ image = \"busybox\" run = \"x\" }} job b {{ image = \"busybox\" run = \"y\" }} }}", open.repeat(250), close.repeat(250));
+        let out = compile(&fine, &Params::default());
+        assert!(!out.diagnostics.iter().any(|d| d.code == "E0007"), "{open}");
+    }
+}
+
+#[test]
 fn every_syntax_error_in_a_file_is_reported() {
     let src = "pipeline p {\n  job a { image = \"busybox\" run: \"true\" }\n  job b { image = \"busybox\" run = \"true\" }\n  job c after b. { image = \"busybox\" run = \"true\" }\n  job d { image = 'busybox' run = \"true\" }\n}\n";
     let out = compile(src, &Params::default());

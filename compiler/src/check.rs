@@ -1250,7 +1250,7 @@ impl<'a> Checker<'a> {
                             self.diags.push(
                                 Diagnostic::error("E0009", "unknown escape sequence")
                                     .primary(*span, "not a known escape")
-                                    .help(r#"the escapes are \n \t \r \0 \\ \" \$; for a backslash write \\"#),
+                                    .help(r#"the escapes are \n \t \r \\ \" \$ (a NUL cannot be passed to a shell); for a backslash write \\"#),
                             );
                             ok = false;
                         }

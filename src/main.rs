@@ -1,6 +1,8 @@
 //! `chainrc`: the command line of chainr. A thin shell over the crates: it reads files, calls
 //! the compiler, prints results, and chooses exit codes.
 
+mod run;
+
 use chainr_compiler::{self as compiler, Compiled, Params};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -18,7 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Compile, check and run chainr pipelines",
     long_about = "chainr chains container jobs. `chainrc` compiles `.chainr` pipelines to the JSON Pipeline IR, \
                   checks them and IR files, and runs them.",
-    after_help = "Exit codes: 0 success, 1 the pipeline has errors (or a file could not be read), 2 bad usage."
+    after_help = "Exit codes of compile and check: 0 success, 1 the pipeline has errors (or a file could not be read), 2 bad usage.\n\
+                  Exit codes of run: 0 the run succeeded, 1 it failed, 2 the pipeline is invalid (nothing ran), 130 it was cancelled."
 )]
 struct Cli {
     /// When to colour diagnostics: auto (a terminal, and NO_COLOR unset), always or never.
@@ -26,6 +29,12 @@ struct Cli {
     color: Color,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +66,23 @@ enum Command {
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = param_pair)]
         params: Vec<(String, String)>,
     },
+    /// Run a pipeline on this machine: each job is `sh -c RUN` in a local process (images are not used).
+    Run {
+        /// The pipeline: `.chainr` source or IR `.json`.
+        file: PathBuf,
+        /// Set a param: `-p date=2026-01-01`. Repeatable.
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = param_pair)]
+        params: Vec<(String, String)>,
+        /// At most N jobs at once (the pipeline's own `concurrency` applies too).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: Option<u32>,
+        /// `text`: a live view on a terminal, a line per event otherwise. `json`: the Run document on stdout at the end.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Keep each attempt's output in DIR as JOB.ATTEMPT.log (default: a new directory in the system's temp dir).
+        #[arg(long, value_name = "DIR")]
+        logs: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the Pipeline IR.
     Schema,
     /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
@@ -87,6 +113,13 @@ fn main() -> ExitCode {
             params,
         } => compile(&file, output.as_deref(), Params(params), color),
         Command::Check { files, params } => check(&files, &Params(params), color),
+        Command::Run {
+            file,
+            params,
+            concurrency,
+            format,
+            logs,
+        } => run_local(&file, Params(params), concurrency, format, logs, color),
         Command::Schema => {
             print!("{}", compiler::ir::json_schema());
             ExitCode::SUCCESS
@@ -155,6 +188,77 @@ fn write_ir(mut w: impl Write, pipeline: &compiler::ir::Pipeline) -> std::io::Re
     serde_json::to_writer_pretty(&mut w, pipeline)?;
     w.write_all(b"\n")?;
     w.flush()
+}
+
+/// Exit code of a run that was cancelled (as for a shell command stopped by Ctrl-C).
+const CANCELLED: u8 = 130;
+/// Exit code when the pipeline is invalid and nothing ran.
+const INVALID: u8 = 2;
+
+fn run_local(
+    path: &Path,
+    params: Params,
+    concurrency: Option<u32>,
+    format: Format,
+    logs: Option<PathBuf>,
+    color: bool,
+) -> ExitCode {
+    let Ok(src) = read(path) else {
+        return ExitCode::from(INVALID);
+    };
+    let name = path.to_string_lossy();
+    let out = compiler::compile_file(&name, &src, &params);
+    report(path, &src, &out, color);
+    let Some(pipeline) = out.pipeline else {
+        summary(&out, color);
+        return ExitCode::from(INVALID);
+    };
+    let run_id = chainr_runtime::new_run_id();
+    let logs_dir = logs.unwrap_or_else(|| std::env::temp_dir().join("chainr").join(&run_id));
+    let options = chainr_runtime::local::RunOptions {
+        run_id: run_id.clone(),
+        concurrency: concurrency.map(|c| c as usize),
+        logs_dir: logs_dir.clone(),
+        handle_signals: true,
+    };
+    let live = format == Format::Text && std::io::stderr().is_terminal();
+    if format == Format::Text {
+        eprintln!(
+            "running {} ({} jobs) on this machine, run {run_id}; images are not used locally",
+            pipeline.name.as_deref().unwrap_or("the pipeline"),
+            pipeline.jobs.len()
+        );
+    }
+    let result = if live {
+        let mut view = run::Live::new(pipeline.jobs.len(), color);
+        let result = chainr_runtime::local::run(&pipeline, &options, &mut view);
+        view.finish();
+        result
+    } else if format == Format::Text {
+        chainr_runtime::local::run(&pipeline, &options, &mut run::Plain)
+    } else {
+        chainr_runtime::local::run(&pipeline, &options, &mut chainr_runtime::local::Quiet)
+    };
+    let record = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match format {
+        Format::Json => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut stdout, &record);
+            let _ = stdout.write_all(b"\n");
+        }
+        Format::Text => run::summary(&record, &logs_dir, color),
+    }
+    match record.status {
+        chainr_runtime::Status::Successful => ExitCode::SUCCESS,
+        chainr_runtime::Status::Cancelled => ExitCode::from(CANCELLED),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 fn summary(out: &Compiled, color: bool) {

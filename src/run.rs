@@ -1,0 +1,253 @@
+//! `chainrc run`: how a local run is shown. A live view on a terminal (finished jobs scroll
+//! above, running jobs spin below), one line per event otherwise, or the Run document as JSON.
+
+use chainr_runtime::local::Observer;
+use chainr_runtime::record::{JobRecord, Run, Status};
+use chainr_runtime::JobId;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
+use std::time::Duration;
+
+/// The terminal view: a spinner per running job and a progress line for the run.
+pub struct Live {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    bars: Vec<Option<ProgressBar>>,
+    color: bool,
+}
+
+impl Live {
+    pub fn new(jobs: usize, color: bool) -> Live {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(jobs as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{elapsed:>6} [{bar:30}] {pos}/{len} jobs done {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        overall.enable_steady_tick(Duration::from_millis(200));
+        Live {
+            multi,
+            overall,
+            bars: vec![None; jobs],
+            color,
+        }
+    }
+
+    pub fn finish(&self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+impl Observer for Live {
+    fn job_started(&mut self, run: &Run, job: JobId) {
+        let j = &run.jobs[job];
+        let bar = self
+            .multi
+            .insert_before(&self.overall, ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("a valid template"),
+        );
+        let attempt = j.attempts.len();
+        bar.set_message(if attempt > 1 {
+            format!("{} (attempt {attempt})", j.name)
+        } else {
+            j.name.clone()
+        });
+        bar.enable_steady_tick(Duration::from_millis(100));
+        self.bars[job] = Some(bar);
+    }
+
+    fn job_updated(&mut self, run: &Run, job: JobId) {
+        if let Some(bar) = self.bars[job].take() {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+        let j = &run.jobs[job];
+        if j.status.is_terminal() {
+            self.overall.inc(1);
+        }
+        let _ = self.multi.println(line(j, self.color));
+    }
+
+    fn retrying(&mut self, run: &Run, job: JobId, delay: Duration) {
+        let j = &run.jobs[job];
+        let _ = self.multi.println(format!(
+            "retrying  {} in {}",
+            j.name,
+            humantime::format_duration(delay)
+        ));
+    }
+
+    fn cancelling(&mut self, _run: &Run, again: bool) {
+        let text = if again {
+            "cancelling: stopping finally jobs too"
+        } else {
+            "cancelling: stopping running jobs; finally jobs still run (Ctrl-C again to stop them)"
+        };
+        let _ = self.multi.println(paint(text, "1;33", self.color));
+        self.overall.set_message("· cancelling");
+    }
+}
+
+/// One line per event, for logs and pipes.
+pub struct Plain;
+
+impl Observer for Plain {
+    fn job_started(&mut self, run: &Run, job: JobId) {
+        let j = &run.jobs[job];
+        eprintln!("started   {} (attempt {})", j.name, j.attempts.len());
+    }
+
+    fn job_updated(&mut self, run: &Run, job: JobId) {
+        eprintln!("{}", line(&run.jobs[job], false));
+    }
+
+    fn retrying(&mut self, run: &Run, job: JobId, delay: Duration) {
+        let j = &run.jobs[job];
+        eprintln!(
+            "retrying  {} in {}",
+            j.name,
+            humantime::format_duration(delay)
+        );
+    }
+
+    fn cancelling(&mut self, _run: &Run, again: bool) {
+        eprintln!(
+            "{}",
+            if again {
+                "cancelling: stopping finally jobs too"
+            } else {
+                "cancelling: stopping running jobs; finally jobs still run"
+            }
+        );
+    }
+}
+
+/// How long the job's last attempt took.
+fn duration(j: &JobRecord) -> Option<Duration> {
+    let a = j.attempts.last()?;
+    a.finished_at?.duration_since(a.started_at).ok()
+}
+
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+fn line(j: &JobRecord, color: bool) -> String {
+    let took = duration(j)
+        .map(|d| format!(" in {}", seconds(d)))
+        .unwrap_or_default();
+    let reason = j
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let (word, code) = match j.status {
+        Status::Successful => ("succeeded", "32"),
+        Status::Failed => ("failed   ", "31"),
+        Status::Errored => ("errored  ", "31"),
+        Status::Skipped => ("skipped  ", "2"),
+        Status::Cancelled => ("cancelled", "33"),
+        // An attempt failed and another one comes.
+        Status::Pending => ("failed   ", "33"),
+        Status::Running => ("running  ", "0"),
+    };
+    let took = if matches!(j.status, Status::Skipped)
+        || (j.status == Status::Cancelled && j.attempts.is_empty())
+    {
+        String::new()
+    } else {
+        took
+    };
+    let attempt = if j.status == Status::Pending || j.attempts.len() > 1 {
+        format!(" (attempt {})", j.attempts.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {}{attempt}{took}{reason}",
+        paint(word, code, color),
+        j.name
+    )
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// The end of a text run: a summary line, then the last lines of each failed job's output.
+pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
+    let mut counts: Vec<(Status, usize)> = Vec::new();
+    for j in &run.jobs {
+        match counts.iter_mut().find(|(s, _)| *s == j.status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((j.status, 1)),
+        }
+    }
+    let took = match (run.started_at, run.finished_at) {
+        (Some(a), Some(b)) => b.duration_since(a).map(seconds).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(s, n)| format!("{n} {}", format!("{s:?}").to_lowercase()))
+        .collect();
+    let status = format!("{:?}", run.status).to_uppercase();
+    let code = if run.status == Status::Successful {
+        "1;32"
+    } else {
+        "1;31"
+    };
+    let mut err = std::io::stderr().lock();
+    for j in run
+        .jobs
+        .iter()
+        .filter(|j| matches!(j.status, Status::Failed | Status::Errored))
+    {
+        let Some(log) = j.attempts.last().and_then(|a| a.log.as_deref()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(10)..];
+        let why = j.reason.as_deref().unwrap_or("failed");
+        let _ = writeln!(
+            err,
+            "\n{} {} ({why}), {}:",
+            paint("──", code, color),
+            j.name,
+            tail_label(tail.len(), lines.len(), log)
+        );
+        for l in tail {
+            let _ = writeln!(err, "  {l}");
+        }
+    }
+    let _ = writeln!(
+        err,
+        "\n{} {} in {took}: {}  (logs: {})",
+        paint(&status, code, color),
+        run.metadata.name.as_deref().unwrap_or("run"),
+        parts.join(", "),
+        logs.display()
+    );
+}
+
+fn tail_label(shown: usize, total: usize, log: &str) -> String {
+    if total == 0 {
+        format!("no output ({log})")
+    } else if shown < total {
+        format!("last {shown} lines of {log}")
+    } else {
+        format!("output ({log})")
+    }
+}

@@ -1,0 +1,223 @@
+//! The scheduler in named situations: cancel, a second cancel, fail-fast, backoff, concurrency.
+
+use chainr_compiler::compile;
+use chainr_runtime::scheduler::{
+    Action, AttemptEnd, JobState, Options, Outcome, RunOutcome, Scheduler,
+};
+
+fn pipeline(src: &str) -> chainr_compiler::ir::Pipeline {
+    let src =
+        format!("pipeline t {{\n defaults {{ image = \"busybox\" run = \"true\" }}\n{src}\n}}");
+    let out = compile(&src, &Default::default());
+    assert!(!out.has_errors(), "{:?}", out.diagnostics);
+    out.pipeline.unwrap()
+}
+
+struct Harness {
+    s: Scheduler,
+    names: Vec<String>,
+    log: Vec<String>,
+}
+
+impl Harness {
+    fn new(src: &str, concurrency: Option<usize>) -> Harness {
+        let p = pipeline(src);
+        let names = p.jobs.keys().cloned().collect();
+        let mut h = Harness {
+            s: Scheduler::new(&p, Options { concurrency }).unwrap(),
+            names,
+            log: Vec::new(),
+        };
+        let mut out = Vec::new();
+        h.s.start(&mut out);
+        h.record(out);
+        h
+    }
+
+    fn id(&self, name: &str) -> usize {
+        self.names.iter().position(|n| n == name).unwrap()
+    }
+
+    fn record(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            self.log.push(match a {
+                Action::Launch { job, attempt } => format!("launch {} #{attempt}", self.names[job]),
+                Action::Retry {
+                    job,
+                    attempt,
+                    delay,
+                } => format!("retry {} #{attempt} in {delay:?}", self.names[job]),
+                Action::Kill { job } => format!("kill {}", self.names[job]),
+                Action::Decided { job, outcome } => format!("{outcome:?} {}", self.names[job]),
+                Action::Finished(o) => format!("finished {o:?}"),
+            });
+        }
+    }
+
+    fn end(&mut self, name: &str, end: AttemptEnd) {
+        let mut out = Vec::new();
+        let id = self.id(name);
+        self.s.attempt_ended(id, end, &mut out);
+        self.record(out);
+    }
+
+    fn cancel(&mut self) {
+        let mut out = Vec::new();
+        self.s.cancel(&mut out);
+        self.record(out);
+    }
+
+    fn retry_due(&mut self, name: &str) {
+        let mut out = Vec::new();
+        let id = self.id(name);
+        self.s.retry_due(id, &mut out);
+        self.record(out);
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    fn outcome(&self, name: &str) -> Outcome {
+        match self.s.state(self.id(name)) {
+            JobState::Done(o) => o,
+            s => panic!("{name} is {s:?}"),
+        }
+    }
+}
+
+#[test]
+fn cancel_kills_running_jobs_cancels_the_rest_and_still_runs_finally() {
+    let mut h = Harness::new(
+        "job a { }\njob b after a { }\njob c { }\nfinally { job report { } }",
+        None,
+    );
+    assert_eq!(h.take(), ["launch a #1", "launch c #1"]);
+    h.cancel();
+    assert_eq!(h.take(), ["kill a", "kill c", "Cancelled b"]);
+    h.end("a", AttemptEnd::Cancelled);
+    assert_eq!(h.take(), Vec::<String>::new());
+    h.end("c", AttemptEnd::Cancelled);
+    assert_eq!(h.take(), ["launch report #1"]);
+    assert_eq!(h.s.outcome_so_far(), RunOutcome::Cancelled);
+    h.end("report", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["finished Cancelled"]);
+}
+
+#[test]
+fn a_second_cancel_stops_finally_jobs_too() {
+    let mut h = Harness::new(
+        "job a { }\nfinally { job report { } job after-report after report { } }",
+        None,
+    );
+    h.take();
+    h.cancel();
+    h.end("a", AttemptEnd::Cancelled);
+    assert_eq!(h.take(), ["kill a", "launch report #1"]);
+    h.cancel();
+    assert_eq!(h.take(), ["kill report", "Cancelled after-report"]);
+    h.end("report", AttemptEnd::Cancelled);
+    assert_eq!(h.take(), ["finished Cancelled"]);
+}
+
+#[test]
+fn cancel_does_not_retry_and_a_cancelled_backoff_ends() {
+    let mut h = Harness::new("job a { retries = 3 }", None);
+    h.take();
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["retry a #2 in 1s"]);
+    h.cancel();
+    assert_eq!(h.take(), ["Cancelled a", "finished Cancelled"]);
+    // A timer that fires late changes nothing.
+    h.retry_due("a");
+    assert_eq!(h.take(), Vec::<String>::new());
+}
+
+#[test]
+fn fail_fast_cancels_what_has_not_started_and_lets_running_jobs_finish() {
+    let mut h = Harness::new(
+        "fail_fast = true\njob a { }\njob b { }\njob c after a { }\njob d after c { }\nfinally { job report { } }",
+        None,
+    );
+    assert_eq!(h.take(), ["launch a #1", "launch b #1"]);
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["Cancelled c", "Cancelled d"]);
+    h.end("b", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["launch report #1"]);
+    h.end("report", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["finished Failed"]);
+    assert_eq!(h.outcome("b"), Outcome::Succeeded);
+}
+
+#[test]
+fn an_allowed_failure_does_not_trip_fail_fast() {
+    let mut h = Harness::new(
+        "fail_fast = true\njob a { allow_failure = true }\njob b after a { }",
+        None,
+    );
+    h.take();
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["launch b #1"]);
+    h.end("b", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["finished Succeeded"]);
+}
+
+#[test]
+fn backoff_doubles_up_to_five_minutes() {
+    let mut h = Harness::new("job a { retries = 4  backoff = 100s }", None);
+    h.take();
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        h.end("a", AttemptEnd::Errored);
+        let log = h.take();
+        delays.push(log[0].clone());
+        h.retry_due("a");
+        h.take();
+    }
+    assert_eq!(
+        delays,
+        [
+            "retry a #2 in 100s",
+            "retry a #3 in 200s",
+            "retry a #4 in 300s",
+            "retry a #5 in 300s"
+        ]
+    );
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["finished Failed"]);
+    assert_eq!(h.s.attempts(h.id("a")), 5);
+}
+
+#[test]
+fn concurrency_limits_running_attempts_and_the_pipeline_setting_applies() {
+    let mut h = Harness::new("concurrency = 2\njob a { }\njob b { }\njob c { }", Some(5));
+    assert_eq!(h.take(), ["launch a #1", "launch b #1"]);
+    h.end("b", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["launch c #1"]);
+    let mut h = Harness::new("job a { }\njob b { }\njob c { }", Some(1));
+    assert_eq!(h.take(), ["launch a #1"]);
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["launch b #1"]);
+}
+
+#[test]
+fn an_empty_pipeline_finishes_at_once_and_a_skip_cascades() {
+    let p = chainr_compiler::compile_json(r#"{"kind": "Pipeline", "jobs": {}}"#)
+        .pipeline
+        .unwrap();
+    let mut s = Scheduler::new(&p, Options::default()).unwrap();
+    let mut out = Vec::new();
+    s.start(&mut out);
+    assert_eq!(out, [Action::Finished(RunOutcome::Succeeded)]);
+
+    let mut h = Harness::new(
+        "job a { }\njob b after a.failed { }\njob c after b { }\njob d after c.failed { }",
+        None,
+    );
+    h.take();
+    h.end("a", AttemptEnd::Succeeded);
+    assert_eq!(
+        h.take(),
+        ["Skipped b", "Skipped c", "Skipped d", "finished Succeeded"]
+    );
+}

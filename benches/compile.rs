@@ -5,6 +5,8 @@
 //! `CHAINR_BENCH_DIR=DIR` uses DIR/pipeline.{chainr,json,jsonnet} instead (from gen_dag.py);
 //! `CHAINR_BENCH_RUNS=N` sets the number of timed runs of each command (default 15).
 
+mod workload;
+
 use chainr_compiler::{compile, parse, to_json, Params};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,71 +15,6 @@ use std::time::{Duration, Instant};
 // The same allocator as the `chainrc` binary, for the in-process measurements of both sides.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The `layered` shape of gen_dag.py: 20 layers, each job after up to 3 jobs of the layer
-/// before, every job running `true`; written as `.chainr`, IR JSON and jsonnet.
-fn generate(n: usize, dir: &Path) {
-    let per = (n / 20).max(1);
-    let names: Vec<String> = (0..n).map(|i| format!("j{i:05}")).collect();
-    let mut state: u64 = 7;
-    let mut next = |bound: usize| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as usize % bound
-    };
-    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
-    for i in 0..n {
-        let layer = i / per;
-        let mut d = Vec::new();
-        if layer > 0 {
-            let prev = (layer - 1) * per;
-            while d.len() < 3.min(per) {
-                let pick = prev + next(per);
-                if !d.contains(&pick) {
-                    d.push(pick);
-                }
-            }
-            d.sort_unstable();
-        }
-        deps.push(d);
-    }
-    let mut chainr = String::from("pipeline bench {\n");
-    let mut jobs = serde_json::Map::new();
-    let mut jsonnet = String::from(
-        "local job(deps) = { image: 'busybox', run: 'true' } + (if std.length(deps) > 0 then { dependsOn: [{ job: d } for d in deps] } else {});\n{ kind: 'Pipeline', jobs: {\n",
-    );
-    for (i, name) in names.iter().enumerate() {
-        let dn: Vec<&str> = deps[i].iter().map(|&d| names[d].as_str()).collect();
-        let after = if dn.is_empty() {
-            String::new()
-        } else {
-            format!(" after {}", dn.join(", "))
-        };
-        chainr.push_str(&format!(
-            "  job {name}{after} {{ image = \"busybox\"  run = \"true\" }}\n"
-        ));
-        let mut job = serde_json::json!({"image": "busybox", "run": "true"});
-        if !dn.is_empty() {
-            job["dependsOn"] = dn.iter().map(|d| serde_json::json!({"job": d})).collect();
-        }
-        jobs.insert(name.clone(), job);
-        jsonnet.push_str(&format!(
-            "  {name}: job({}),\n",
-            serde_json::to_string(&dn).unwrap()
-        ));
-    }
-    chainr.push_str("}\n");
-    jsonnet.push_str("} }\n");
-    let ir = serde_json::json!({"kind": "Pipeline", "jobs": jobs});
-    std::fs::write(dir.join("pipeline.chainr"), chainr).unwrap();
-    std::fs::write(
-        dir.join("pipeline.json"),
-        serde_json::to_string_pretty(&ir).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(dir.join("pipeline.jsonnet"), jsonnet).unwrap();
-}
 
 struct Timing {
     median: Duration,
@@ -124,7 +61,7 @@ fn main() {
         None => {
             tmp = std::env::temp_dir().join(format!("chainr-bench-{}", std::process::id()));
             std::fs::create_dir_all(&tmp).unwrap();
-            generate(10_000, &tmp);
+            workload::dag("layered", 10_000).write_all(&tmp);
             tmp.clone()
         }
     };

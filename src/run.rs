@@ -214,13 +214,19 @@ pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
         .iter()
         .filter(|j| matches!(j.status, Status::Failed | Status::Errored))
     {
+        let why = j.reason.as_deref().unwrap_or("failed");
         let Some(log) = j.attempts.last().and_then(|a| a.log.as_deref()) else {
+            let _ = writeln!(
+                err,
+                "\n{} {} ({why}): no output",
+                paint("──", code, color),
+                j.name
+            );
             continue;
         };
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(10)..];
-        let why = j.reason.as_deref().unwrap_or("failed");
         let _ = writeln!(
             err,
             "\n{} {} ({why}), {}:",

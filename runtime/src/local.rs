@@ -2,7 +2,9 @@
 //!
 //! Each attempt is `sh -c RUN` in a process group of its own, with the caller's environment plus
 //! the job's `env` and `CHAINR_RUN_ID`, `CHAINR_JOB`, `CHAINR_ATTEMPT`; its stdout and stderr go
-//! straight to one log file (no copying, no per-line syscalls). One reaper thread collects exits
+//! straight into one in-memory file (a memfd: no copying, no per-line syscalls), which becomes
+//! `JOB.ATTEMPT.log` in the log directory when the attempt ends (no file when it printed nothing:
+//! creating files is the slowest part of running tiny jobs). One reaper thread collects exits
 //! with `waitpid(-1)`; the driver loop feeds them to the scheduler and keeps the timers
 //! (timeouts, retry backoff). A timeout or a cancel kills the attempt's whole process group, and
 //! every group is killed when its attempt ends, so no process outlives its job.
@@ -78,6 +80,10 @@ enum Timer {
 struct Live {
     job: JobId,
     attempt: u32,
+    /// The attempt's output so far.
+    output: File,
+    /// Where the output is kept once the attempt ends.
+    log: PathBuf,
     timed_out: bool,
     cancelled: bool,
 }
@@ -147,10 +153,10 @@ pub fn run(
                         reason: None,
                         started_at: now,
                         finished_at: None,
-                        log: Some(log.display().to_string()),
+                        log: None,
                     });
-                    match spawn(jobs[job], names[job], attempt, &options.run_id, &env, &log) {
-                        Ok(pid) => {
+                    match spawn(jobs[job], names[job], attempt, &options.run_id, &env) {
+                        Ok((pid, output)) => {
                             reaper.spawned();
                             live.insert(
                                 pid,
@@ -159,6 +165,8 @@ pub fn run(
                                     attempt,
                                     timed_out: false,
                                     cancelled: false,
+                                    output,
+                                    log,
                                 },
                             );
                             pid_of[job] = Some(pid);
@@ -245,6 +253,10 @@ pub fn run(
                 pid_of[l.job] = None;
                 let (end, st, code, reason) = interpret(status, &l, jobs[l.job]);
                 end_attempt(&mut record, l.job, st, code, reason);
+                let kept = keep_output(l.output, &l.log);
+                if let Some(a) = record.jobs[l.job].attempts.last_mut() {
+                    a.log = kept.map(|p| p.display().to_string());
+                }
                 scheduler.attempt_ended(l.job, end, &mut actions);
                 settle_status(&mut record, &scheduler, l.job);
                 observer.job_updated(&record, l.job);
@@ -309,17 +321,45 @@ fn finally_env(s: &Scheduler, names: &[&str], job: &ir::Job) -> Vec<(&'static st
     ]
 }
 
+/// Writes an attempt's output to its log file; `None` when it printed nothing or the file could
+/// not be written (the run goes on: output is not worth failing a job for).
+fn keep_output(mut output: File, log: &std::path::Path) -> Option<PathBuf> {
+    use std::io::{Seek, SeekFrom};
+    let len = output.metadata().ok()?.len();
+    if len == 0 {
+        return None;
+    }
+    output.seek(SeekFrom::Start(0)).ok()?;
+    let mut file = File::create(log).ok()?;
+    std::io::copy(&mut output, &mut file).ok()?;
+    Some(log.to_path_buf())
+}
+
+/// An anonymous in-memory file for an attempt's output.
+fn memfd() -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags, and returns a new descriptor
+    // that nothing else owns.
+    let fd = unsafe { libc::memfd_create(c"chainr-output".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a valid descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 fn spawn(
     job: &ir::Job,
     name: &str,
     attempt: u32,
     run_id: &str,
     extra: &[(&'static str, String)],
-    log: &std::path::Path,
-) -> std::io::Result<i32> {
-    let out = File::create(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new("sh");
+) -> std::io::Result<(i32, File)> {
+    let output = memfd()?;
+    let out = output.try_clone()?;
+    let err = output.try_clone()?;
+    // An absolute path: `sh` alone would make the child search PATH (a failed exec per entry).
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(&job.run)
         .stdin(Stdio::null())
@@ -335,7 +375,7 @@ fn spawn(
     }
     let child = cmd.spawn()?;
     // The reaper collects the exit; the `Child` handle is not waited on.
-    Ok(child.id() as i32)
+    Ok((child.id() as i32, output))
 }
 
 fn interpret(

@@ -8,7 +8,7 @@
 mod workload;
 
 use chainr_compiler::{compile, parse, to_json, Params};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -167,7 +167,7 @@ fn main() {
         ms(chainr.0),
         ms(chainr.1)
     );
-    let mut reference = |tool: &str, args: &[&str]| {
+    let reference = |tool: &str, args: &[&str]| {
         if !installed(tool) {
             println!("  {tool} not installed: skipped");
             return None;

@@ -23,7 +23,13 @@ pub fn dag(shape: &str, n: usize) -> Dag {
     };
     let deps = (0..n)
         .map(|i| match shape {
-            "chain" => (i > 0).then(|| vec![i - 1]).unwrap_or_default(),
+            "chain" => {
+                if i > 0 {
+                    vec![i - 1]
+                } else {
+                    Vec::new()
+                }
+            }
             "wide" => Vec::new(),
             "layered" => {
                 let layer = i / per;

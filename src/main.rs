@@ -207,6 +207,10 @@ fn run_local(
         return ExitCode::from(INVALID);
     };
     let name = path.to_string_lossy();
+    if compiler::is_ir_file(&name) && !params.0.is_empty() {
+        eprintln!("error: -p sets params of `.chainr` source; {} is IR, whose values are already concrete", path.display());
+        return ExitCode::from(INVALID);
+    }
     let out = compiler::compile_file(&name, &src, &params);
     report(path, &src, &out, color);
     let Some(pipeline) = out.pipeline else {

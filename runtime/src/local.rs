@@ -207,13 +207,17 @@ pub fn run(
                     let rec = &mut record.jobs[job];
                     rec.status = outcome.into();
                     rec.finished_at = Some(SystemTime::now());
-                    rec.reason = Some(
-                        match outcome {
-                            Outcome::Skipped => "its condition was false",
-                            _ => "the run was cancelled before it started",
-                        }
-                        .to_string(),
-                    );
+                    rec.exit_code = None;
+                    let when = if rec.attempts.is_empty() {
+                        "before it started"
+                    } else {
+                        "before its next attempt"
+                    };
+                    rec.reason = Some(match outcome {
+                        Outcome::Skipped => "its condition was false".to_string(),
+                        _ if cancels > 0 => format!("the run was cancelled {when}"),
+                        _ => format!("fail_fast stopped the run after a failure, {when}"),
+                    });
                     observer.job_updated(&record, job);
                 }
                 Action::Finished(o) => outcome = Some(o),
@@ -370,6 +374,10 @@ fn spawn(
         .env("CHAINR_RUN_ID", run_id)
         .env("CHAINR_JOB", name)
         .env("CHAINR_ATTEMPT", attempt.to_string());
+    // Only finally jobs see the run's status; a value inherited from the caller (a finally job
+    // of another run, say) would mislead the others.
+    cmd.env_remove("CHAINR_RUN_STATUS")
+        .env_remove("CHAINR_FAILED_JOBS");
     for (k, v) in extra {
         cmd.env(k, v);
     }

@@ -2,4 +2,5 @@
 //! user drives it.
 
 mod cli;
+mod run;
 mod snapshots;

@@ -4,9 +4,9 @@
 //! the job's `env` and `CHAINR_RUN_ID`, `CHAINR_JOB`, `CHAINR_ATTEMPT`; its stdout and stderr go
 //! straight into one in-memory file (a memfd: no copying, no per-line syscalls), which becomes
 //! `JOB.ATTEMPT.log` in the log directory when the attempt ends (no file when it printed nothing:
-//! creating files is the slowest part of running tiny jobs). One reaper thread collects exits
-//! with `waitpid(-1)`; the driver loop feeds them to the scheduler and keeps the timers
-//! (timeouts, retry backoff). A timeout or a cancel kills the attempt's whole process group, and
+//! creating files is the slowest part of running tiny jobs). The driver waits in one place for
+//! everything: a pidfd per child and the signal pipe in one epoll set, with the next timer
+//! (timeouts, retry backoff) as its timeout; an exit wakes it directly, with no thread between. A timeout or a cancel kills the attempt's whole process group, and
 //! every group is killed when its attempt ends, so no process outlives its job.
 
 use crate::record::{Attempt, JobRecord, Run, Status};
@@ -15,10 +15,12 @@ use chainr_compiler::ir;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a killed attempt gets to exit after SIGTERM before SIGKILL.
@@ -35,7 +37,7 @@ pub enum RunError {
         path: String,
         source: std::io::Error,
     },
-    /// The signal handler or the reaper thread could not be set up.
+    /// The signal handler or the event set (epoll) could not be set up.
     #[error("cannot start the run: {0}")]
     Setup(std::io::Error),
 }
@@ -118,13 +120,7 @@ pub fn run(
     record.status = Status::Running;
     record.started_at = Some(SystemTime::now());
 
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let reaper = Reaper::start(tx.clone()).map_err(RunError::Setup)?;
-    let signals = if options.handle_signals {
-        Some(watch_signals(tx).map_err(RunError::Setup)?)
-    } else {
-        None
-    };
+    let mut events = Events::new(options.handle_signals).map_err(RunError::Setup)?;
 
     let mut live: HashMap<i32, Live> = HashMap::new();
     let mut pid_of: Vec<Option<i32>> = vec![None; jobs.len()];
@@ -155,9 +151,15 @@ pub fn run(
                         finished_at: None,
                         log: None,
                     });
-                    match spawn(jobs[job], names[job], attempt, &options.run_id, &env) {
+                    match spawn(
+                        jobs[job],
+                        names[job],
+                        attempt,
+                        &options.run_id,
+                        &env,
+                        &mut events,
+                    ) {
                         Ok((pid, output)) => {
-                            reaper.spawned();
                             live.insert(
                                 pid,
                                 Live {
@@ -231,23 +233,12 @@ pub fn run(
             break;
         }
         // Wait for an exit, a signal or the next timer.
-        let msg = match timers.peek() {
-            Some(Reverse((at, _))) => {
-                let now = Instant::now();
-                if *at <= now {
-                    None
-                } else {
-                    match rx.recv_timeout(*at - now) {
-                        Ok(m) => Some(m),
-                        Err(mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            }
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            },
+        let timeout = timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        let msg = match events.wait(timeout) {
+            Ok(m) => m,
+            Err(e) => return Err(RunError::Setup(e)),
         };
         match msg {
             Some(Msg::Exited { pid, status }) => {
@@ -303,8 +294,6 @@ pub fn run(
     for pid in live.keys() {
         kill_group(*pid, libc::SIGKILL);
     }
-    drop(signals);
-    reaper.stop();
     Ok(record)
 }
 
@@ -358,6 +347,7 @@ fn spawn(
     attempt: u32,
     run_id: &str,
     extra: &[(&'static str, String)],
+    events: &mut Events,
 ) -> std::io::Result<(i32, File)> {
     let output = memfd()?;
     let out = output.try_clone()?;
@@ -382,8 +372,13 @@ fn spawn(
         cmd.env(k, v);
     }
     let child = cmd.spawn()?;
-    // The reaper collects the exit; the `Child` handle is not waited on.
-    Ok((child.id() as i32, output))
+    let pid = child.id() as i32;
+    // `events` collects the exit; the `Child` handle is not waited on.
+    if let Err(e) = events.watch(pid) {
+        kill_group(pid, libc::SIGKILL);
+        return Err(e);
+    }
+    Ok((pid, output))
 }
 
 fn interpret(
@@ -469,95 +464,138 @@ fn kill_group(pid: i32, signal: i32) {
     }
 }
 
-/// The one thread that collects exits of child processes (`waitpid(-1)`), so that no thread is
-/// spent per job. It blocks in `waitpid` only while children exist.
-struct Reaper {
-    spawned: mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// Where the driver waits: a pidfd per running child and the signal pipe, in one epoll set.
+struct Events {
+    epoll: OwnedFd,
+    /// The pidfd of each watched child, by pid; closing it removes it from the set.
+    children: HashMap<i32, OwnedFd>,
+    signals: Option<(UnixStream, Vec<signal_hook::SigId>)>,
+    queue: std::collections::VecDeque<Msg>,
 }
 
-impl Reaper {
-    fn start(out: mpsc::Sender<Msg>) -> std::io::Result<Reaper> {
-        let (spawned, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("chainr-reaper".into())
-            .spawn(move || {
-                // Children spawned minus children reaped; below zero briefly when an exit is
-                // collected before its spawn message arrives.
-                let mut live: i64 = 0;
-                loop {
-                    while let Ok(()) = rx.try_recv() {
-                        live += 1;
-                    }
-                    if live <= 0 {
-                        match rx.recv() {
-                            Ok(()) => live += 1,
-                            Err(_) => return,
-                        }
-                        continue;
-                    }
-                    let mut status = 0;
-                    // SAFETY: waitpid writes the status into a local integer.
-                    let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-                    if pid > 0 {
-                        live -= 1;
-                        if out.send(Msg::Exited { pid, status }).is_err() {
-                            return;
-                        }
-                    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                        live = 0;
-                    }
-                }
-            })?;
-        Ok(Reaper {
-            spawned,
-            thread: Some(thread),
-        })
-    }
+/// The epoll key of the signal pipe (pids are positive).
+const SIGNAL_KEY: u64 = u64::MAX;
 
-    fn spawned(&self) {
-        let _ = self.spawned.send(());
-    }
-
-    fn stop(mut self) {
-        // Closing the channel ends the thread once it has no child to wait for.
-        let (dead, _) = mpsc::channel();
-        self.spawned = dead;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+impl Events {
+    fn new(handle_signals: bool) -> std::io::Result<Events> {
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut events = Events {
+            epoll,
+            children: HashMap::new(),
+            signals: None,
+            queue: std::collections::VecDeque::new(),
+        };
+        if handle_signals {
+            let (read, write) = UnixStream::pair()?;
+            read.set_nonblocking(true)?;
+            let mut ids = Vec::new();
+            for sig in [libc::SIGINT, libc::SIGTERM] {
+                ids.push(signal_hook::low_level::pipe::register(
+                    sig,
+                    write.try_clone()?,
+                )?);
+            }
+            events.add(read.as_raw_fd(), SIGNAL_KEY)?;
+            events.signals = Some((read, ids));
+        }
+        Ok(events)
+    }
+
+    fn add(&self, fd: RawFd, key: u64) -> std::io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
+        // SAFETY: adds a valid descriptor to our epoll set; `ev` is read during the call only.
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches a child: its pidfd becomes readable when it exits.
+    fn watch(&mut self, pid: i32) -> std::io::Result<()> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; the child
+        // is ours and not reaped yet, so the pid cannot have been reused.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.add(owned.as_raw_fd(), pid as u64)?;
+        self.children.insert(pid, owned);
+        Ok(())
+    }
+
+    /// The next exit or signal, or `None` when `timeout` passes first.
+    fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<Option<Msg>> {
+        if let Some(m) = self.queue.pop_front() {
+            return Ok(Some(m));
+        }
+        let ms = match timeout {
+            // Round up, so that a timer is never found early and waited for again.
+            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+            None => -1,
+        };
+        let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: epoll_wait writes at most `ready.len()` events into `ready`.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                ready.as_mut_ptr(),
+                ready.len() as i32,
+                ms,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        for ev in &ready[..n as usize] {
+            let key = ev.u64;
+            if key == SIGNAL_KEY {
+                if let Some((read, _)) = &mut self.signals {
+                    let mut buf = [0u8; 16];
+                    while let Ok(k) = read.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        self.queue.extend((0..k).map(|_| Msg::Signal));
+                    }
+                }
+                continue;
+            }
+            let pid = key as i32;
+            let mut status = 0;
+            // SAFETY: waitpid writes the status into a local integer.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                self.children.remove(&pid);
+                self.queue.push_back(Msg::Exited { pid, status });
+            }
+        }
+        Ok(self.queue.pop_front())
     }
 }
 
-struct SignalWatch {
-    handle: signal_hook::iterator::Handle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn watch_signals(out: mpsc::Sender<Msg>) -> std::io::Result<SignalWatch> {
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])?;
-    let handle = signals.handle();
-    let thread = std::thread::Builder::new()
-        .name("chainr-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                let _ = s;
-                if out.send(Msg::Signal).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(SignalWatch {
-        handle,
-        thread: Some(thread),
-    })
-}
-
-impl Drop for SignalWatch {
+impl Drop for Events {
     fn drop(&mut self) {
-        self.handle.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some((_, ids)) = self.signals.take() {
+            for id in ids {
+                signal_hook::low_level::unregister(id);
+            }
         }
     }
 }

@@ -83,6 +83,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         logs: Option<PathBuf>,
     },
+    /// Format `.chainr` files in place, in the one canonical layout (comments kept).
+    Fmt {
+        /// The files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print the JSON Schema of the Pipeline IR.
     Schema,
     /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
@@ -120,6 +129,7 @@ fn main() -> ExitCode {
             format,
             logs,
         } => run_local(&file, Params(params), concurrency, format, logs, color),
+        Command::Fmt { files, check } => fmt(&files, check, color),
         Command::Schema => {
             print!("{}", compiler::ir::json_schema());
             ExitCode::SUCCESS
@@ -262,6 +272,49 @@ fn run_local(
         chainr_runtime::Status::Successful => ExitCode::SUCCESS,
         chainr_runtime::Status::Cancelled => ExitCode::from(CANCELLED),
         _ => ExitCode::FAILURE,
+    }
+}
+
+fn fmt(files: &[PathBuf], check_only: bool, color: bool) -> ExitCode {
+    let (mut changed, mut failed) = (0, 0);
+    for path in files {
+        let Ok(src) = read(path) else {
+            failed += 1;
+            continue;
+        };
+        match compiler::format::format(&src) {
+            Ok(formatted) if formatted == src => {}
+            Ok(formatted) => {
+                changed += 1;
+                if check_only {
+                    eprintln!("would reformat {}", path.display());
+                } else if let Err(e) = std::fs::write(path, formatted) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    failed += 1;
+                }
+            }
+            Err(diagnostics) => {
+                let text = compiler::render(&diagnostics, &path.display().to_string(), &src, color);
+                let _ = std::io::stderr().write_all(text.as_bytes());
+                eprintln!(
+                    "error: {} was not formatted: it has syntax errors",
+                    path.display()
+                );
+                failed += 1;
+            }
+        }
+    }
+    if check_only && changed > 0 {
+        eprintln!(
+            "{} not formatted; run `chainrc fmt` on {}",
+            plural(changed, "file"),
+            if changed == 1 { "it" } else { "them" }
+        );
+    }
+    if failed > 0 || (check_only && changed > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -17,6 +17,7 @@ extern crate alloc;
 mod check;
 pub mod diagnostic;
 pub mod fields;
+pub mod format;
 mod graph;
 pub mod ir;
 pub mod parse;

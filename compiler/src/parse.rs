@@ -871,11 +871,12 @@ fn param(p: Pair<Rule>, base: usize) -> Param {
     let name = ident(&inner.next().expect("param name"), base);
     let ty = type_expr(inner.next().expect("param type"), base);
     let default = inner.next().map(|e| expr(e, base));
+    let end = default.as_ref().map_or(ty.span.end, |d| d.span.end);
     Param {
         name,
         ty,
         default,
-        span: sp,
+        span: Span::new(sp.start as usize, end as usize),
     }
 }
 
@@ -884,10 +885,12 @@ fn type_expr(p: Pair<Rule>, base: usize) -> TypeExpr {
     let mut inner = p.into_inner();
     let name = ident(&inner.next().expect("type name"), base);
     let arg = inner.next().map(|a| Box::new(type_expr(a, base)));
+    // `list<T>` ends at its `>`; a plain name ends with the name, not the blanks after it.
+    let end = if arg.is_some() { sp.end } else { name.span.end };
     TypeExpr {
         name,
         arg,
-        span: sp,
+        span: Span::new(sp.start as usize, end as usize),
     }
 }
 
@@ -951,17 +954,38 @@ fn job(p: Pair<Rule>, base: usize) -> Job {
                     .filter(|p| p.as_rule() != Rule::kw_after)
                     .map(|c| cond(c, base))
                     .collect();
+                let commas = conds.len() > 1;
                 let cond = if conds.len() == 1 {
                     conds.into_iter().next().expect("one condition")
                 } else {
                     let csp = conds[0].span().to(conds[conds.len() - 1].span());
                     Cond::And(conds, csp)
                 };
-                j.after = Some(After { cond, span: asp });
+                j.after = Some(After {
+                    span: Span::new(asp.start as usize, cond.span().end as usize),
+                    cond,
+                    commas,
+                });
             }
             Rule::block => j.body = Some(block(q, base)),
             _ => {}
         }
+    }
+    if j.body.is_none() {
+        // Without a body, the rule's match runs over the blanks and comments that follow (the
+        // look-ahead for `{` skips them); the job ends with its last part.
+        let last = [
+            Some(j.name.span),
+            j.template.as_ref().map(|t| t.span),
+            j.fanout.as_ref().map(|f| f.span),
+            j.after.as_ref().map(|a| a.span),
+        ];
+        j.span.end = last
+            .iter()
+            .flatten()
+            .map(|s| s.end)
+            .max()
+            .unwrap_or(j.span.end);
     }
     j
 }
@@ -997,7 +1021,9 @@ fn cond(p: Pair<Rule>, base: usize) -> Cond {
             if terms.len() == 1 {
                 terms.pop().expect("one term")
             } else {
-                Cond::Or(terms, sp)
+                // From the operands: the rule's own match ends after the blanks that follow.
+                let osp = terms[0].span().to(terms[terms.len() - 1].span());
+                Cond::Or(terms, osp)
             }
         }
         Rule::not => Cond::Not(

@@ -165,6 +165,8 @@ pub enum FanSource {
 pub struct After {
     pub cond: Cond,
     pub span: Span,
+    /// Written with top-level commas (`after a, b`) rather than `&&`; kept by the formatter.
+    pub commas: bool,
 }
 
 /// A condition: a boolean expression over job outcomes.

@@ -265,3 +265,56 @@ fn ir_json_duplicate_jobs_are_rejected_and_nulls_read_as_empty() {
         serde_json::json!({"image": "busybox", "run": "x"})
     );
 }
+
+#[test]
+fn fmt_rewrites_files_and_check_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let messy = write(
+        dir.path(),
+        "messy.chainr",
+        "pipeline p{job a{image=\"busybox\";run=\"true\"} // a\n}\n",
+    );
+    let tidy = write(
+        dir.path(),
+        "tidy.chainr",
+        "pipeline p {\n  job a { image = \"busybox\", run = \"true\" }\n}\n",
+    );
+    chainrc()
+        .args(["fmt", "--check"])
+        .arg(&messy)
+        .arg(&tidy)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("would reformat")
+                .and(predicate::str::contains("messy.chainr")),
+        )
+        .stderr(predicate::str::contains("tidy.chainr").not());
+    chainrc().arg("fmt").arg(&messy).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(&messy).unwrap(),
+        "pipeline p {\n  job a { image = \"busybox\", run = \"true\" }  // a\n}\n"
+    );
+    chainrc()
+        .args(["fmt", "--check"])
+        .arg(&messy)
+        .arg(&tidy)
+        .assert()
+        .success();
+    let broken = write(
+        dir.path(),
+        "broken.chainr",
+        "pipeline p { job a { image: \"x\" } }",
+    );
+    chainrc()
+        .arg("fmt")
+        .arg(&broken)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error[E0001]"))
+        .stderr(predicate::str::contains("was not formatted"));
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "pipeline p { job a { image: \"x\" } }"
+    );
+}

@@ -1,5 +1,6 @@
 //! Tests of the compiler as a library: robustness on any input, scale, and the meaning of what
 //! it emits.
 
+mod format;
 mod lowering;
 mod robustness;

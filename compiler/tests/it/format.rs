@@ -1,0 +1,121 @@
+//! The formatter keeps meaning and comments, and formatting twice changes nothing.
+
+use chainr_compiler::format::{comments, format};
+use chainr_compiler::{compile, Params};
+use proptest::prelude::*;
+
+fn comment_texts(src: &str) -> Vec<String> {
+    comments(src)
+        .iter()
+        .map(|c| src[c.range()].trim_end().to_string())
+        .collect()
+}
+
+/// Formatting keeps the IR (or the diagnostics' codes), every comment, and is idempotent.
+fn check(src: &str, params: &Params) {
+    let Ok(once) = format(src) else { return };
+    let twice = format(&once).expect("formatted output parses");
+    assert_eq!(once, twice, "formatting is not idempotent:\n{once}");
+    let before = compile(src, params);
+    let after = compile(&once, params);
+    assert_eq!(
+        before.pipeline, after.pipeline,
+        "the IR changed:\n--- before\n{src}\n--- after\n{once}"
+    );
+    let codes = |d: &[chainr_compiler::Diagnostic]| d.iter().map(|d| d.code).collect::<Vec<_>>();
+    assert_eq!(codes(&before.diagnostics), codes(&after.diagnostics));
+    assert_eq!(
+        comment_texts(src),
+        comment_texts(&once),
+        "comments changed:\n{once}"
+    );
+}
+
+fn files(dir: &str) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
+    let mut out: Vec<(String, String)> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "chainr"))
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn examples_and_fixtures_keep_their_meaning_and_comments() {
+    for dir in ["examples", "tests/fixtures/ok", "tests/fixtures/err"] {
+        for (path, src) in files(dir) {
+            let params = chainr_params(&src);
+            eprintln!("{path}");
+            check(&src, &params);
+        }
+    }
+}
+
+fn chainr_params(src: &str) -> Params {
+    let mut params = Vec::new();
+    if let Some(rest) = src
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// params: "))
+    {
+        for pair in rest.split(", ") {
+            if let Some((k, v)) = pair.split_once('=') {
+                params.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    Params(params)
+}
+
+#[test]
+fn the_canonical_layout() {
+    let src = "// ci\npipeline   ci{\n\n  param  n :int=2\n  job a{image=\"busybox\";run=\"true\"}   // fast\n\n\n  job b after a,(a.failed||a.skipped)&&!a.cancelled {\n image = \"busybox\"\n     run = \"\"\"\n       echo b\n     \"\"\"\n  }\n  job s for i in 0..n after b{ image=\"x\" , run=\"y\" }\n}\n";
+    let expected = "// ci\npipeline ci {\n  param n: int = 2\n  job a { image = \"busybox\", run = \"true\" }  // fast\n\n  job b after a, (a.failed || a.skipped) && !a.cancelled {\n    image = \"busybox\"\n    run = \"\"\"\n       echo b\n     \"\"\"\n  }\n  job s for i in 0..n after b { image = \"x\", run = \"y\" }\n}\n";
+    assert_eq!(format(src).unwrap(), expected);
+    check(src, &Params::default());
+}
+
+#[test]
+fn syntax_errors_are_not_formatted() {
+    let errors = format("pipeline p { job a { image: \"x\" } }").unwrap_err();
+    assert_eq!(errors[0].code, "E0001");
+}
+
+const TOKENS: &[&str] = &[
+    "\n",
+    "\n\n",
+    " ",
+    "// note\n",
+    "/* c */",
+    ",",
+    ";",
+    "\n  job x after a { run = \"r\" }\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Blanks, separators and comments inserted anywhere between tokens of a real pipeline.
+    #[test]
+    fn formatting_never_changes_the_ir(inserts in proptest::collection::vec((any::<usize>(), 0..TOKENS.len()), 0..8)) {
+        let base = files("examples").into_iter().find(|(p, _)| p.ends_with("warehouse.chainr")).unwrap().1;
+        let mut src = base.clone();
+        for (at, t) in inserts {
+            // Insert only at line ends, where any of these keep the file valid or make it fail to parse.
+            let ends: Vec<usize> = src.match_indices('\n').map(|(i, _)| i).collect();
+            let i = ends[at % ends.len()];
+            src.insert_str(i, TOKENS[t]);
+        }
+        check(&src, &Params::default());
+    }
+}

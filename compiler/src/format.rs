@@ -124,8 +124,9 @@ impl<'a> Formatter<'a> {
     fn line_end(&mut self, end: usize) {
         self.last = end;
         if let Some(c) = self.comments.get(self.next).copied() {
+            // Trailing: only blanks or separators between the element and the comment.
             let between = &self.src[end.min(c.start as usize)..c.start as usize];
-            if !between.contains('\n') && c.start as usize >= end {
+            if c.start as usize >= end && between.chars().all(|ch| matches!(ch, ' ' | '\t' | ',' | ';')) {
                 self.out.push_str("  ");
                 self.out.push_str(self.text(c));
                 self.last = c.end as usize;

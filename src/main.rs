@@ -92,6 +92,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Start the language server on standard input and output (for editors).
+    Lsp,
     /// Print the JSON Schema of the Pipeline IR.
     Schema,
     /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
@@ -130,6 +132,13 @@ fn main() -> ExitCode {
             logs,
         } => run_local(&file, Params(params), concurrency, format, logs, color),
         Command::Fmt { files, check } => fmt(&files, check, color),
+        Command::Lsp => match chainr_lsp::serve_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: the language server stopped: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Schema => {
             print!("{}", compiler::ir::json_schema());
             ExitCode::SUCCESS

@@ -126,7 +126,11 @@ impl<'a> Formatter<'a> {
         if let Some(c) = self.comments.get(self.next).copied() {
             // Trailing: only blanks or separators between the element and the comment.
             let between = &self.src[end.min(c.start as usize)..c.start as usize];
-            if c.start as usize >= end && between.chars().all(|ch| matches!(ch, ' ' | '\t' | ',' | ';')) {
+            if c.start as usize >= end
+                && between
+                    .chars()
+                    .all(|ch| matches!(ch, ' ' | '\t' | ',' | ';'))
+            {
                 self.out.push_str("  ");
                 self.out.push_str(self.text(c));
                 self.last = c.end as usize;

@@ -19,6 +19,7 @@ pub mod diagnostic;
 pub mod fields;
 pub mod format;
 mod graph;
+pub mod index;
 pub mod ir;
 pub mod parse;
 pub mod syntax;
@@ -55,6 +56,16 @@ pub fn compile(src: &str, params: &Params) -> Compiled {
         };
     }
     let (pipeline, mut diagnostics) = check::check(&parsed.file, params);
+    diagnostic::normalize(&mut diagnostics);
+    Compiled {
+        pipeline,
+        diagnostics,
+    }
+}
+
+/// Checks and lowers a file that parsed without error: editors parse once and reuse the tree.
+pub fn check_file(file: &syntax::File, params: &Params) -> Compiled {
+    let (pipeline, mut diagnostics) = check::check(file, params);
     diagnostic::normalize(&mut diagnostics);
     Compiled {
         pipeline,

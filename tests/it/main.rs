@@ -2,5 +2,6 @@
 //! user drives it.
 
 mod cli;
+mod lsp;
 mod run;
 mod snapshots;

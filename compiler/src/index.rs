@@ -1,0 +1,312 @@
+//! The symbol index of a syntax tree: every definition and reference of jobs, params,
+//! templates and local names, and what each place in the text is, for editors (go to
+//! definition, references, rename, hover, highlighting). Pure and independent of any protocol.
+
+use crate::syntax::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SymbolKind {
+    Job,
+    Param,
+    Template,
+    /// A template's parameter, seen inside its body.
+    TemplateParam,
+    /// A fan-out's loop variable, seen inside the job.
+    LoopVar,
+}
+
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub kind: SymbolKind,
+    pub name: String,
+    /// The name where it is declared.
+    pub def: Span,
+    /// The whole declaration (for document symbols and hover).
+    pub decl: Span,
+    pub refs: Vec<Span>,
+    /// Jobs: declared inside `finally`.
+    pub finally: bool,
+}
+
+/// What is at a place in the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Occurrence {
+    /// The name of a symbol where it is declared.
+    Def(usize),
+    /// A use of a symbol.
+    Ref(usize),
+    /// A name that resolves to nothing (already reported by the checker).
+    Unresolved(String),
+    /// A field's key in a job body, `defaults` or a template (`image`, `run`, ...).
+    Field(String),
+    /// A pipeline setting's key (`fail_fast`, ...).
+    Setting(String),
+    /// An outcome in a condition (`failed` in `x.failed`), with the job it is about.
+    Outcome { job: Option<usize>, name: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    pub symbols: Vec<Symbol>,
+    /// Every occurrence, sorted by position.
+    pub occurrences: Vec<(Span, Occurrence)>,
+}
+
+impl Index {
+    pub fn build(file: &File) -> Index {
+        let mut b = Builder::default();
+        b.file(file);
+        b.index.occurrences.sort_by_key(|(s, _)| (s.start, s.end));
+        b.index
+    }
+
+    /// The occurrence at a byte offset (the end of a name counts, as editors put the cursor
+    /// just after what was typed).
+    pub fn at(&self, offset: usize) -> Option<&(Span, Occurrence)> {
+        let i = self
+            .occurrences
+            .partition_point(|(s, _)| (s.end as usize) < offset);
+        self.occurrences[i..]
+            .iter()
+            .take_while(|(s, _)| (s.start as usize) <= offset)
+            .find(|(s, _)| s.contains(offset))
+    }
+
+    /// The symbol an occurrence is about, if any.
+    pub fn symbol_of(&self, occurrence: &Occurrence) -> Option<usize> {
+        match occurrence {
+            Occurrence::Def(i) | Occurrence::Ref(i) => Some(*i),
+            Occurrence::Outcome { job, .. } => *job,
+            _ => None,
+        }
+    }
+
+    pub fn find(&self, kind: SymbolKind, name: &str) -> Option<usize> {
+        self.symbols
+            .iter()
+            .position(|s| s.kind == kind && s.name == name)
+    }
+
+    pub fn jobs(&self) -> impl Iterator<Item = &Symbol> {
+        self.symbols.iter().filter(|s| s.kind == SymbolKind::Job)
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    index: Index,
+}
+
+impl Builder {
+    fn symbol(&mut self, kind: SymbolKind, name: &Ident, decl: Span, finally: bool) -> usize {
+        let id = self.index.symbols.len();
+        self.index.symbols.push(Symbol {
+            kind,
+            name: name.name.clone(),
+            def: name.span,
+            decl,
+            refs: Vec::new(),
+            finally,
+        });
+        self.index
+            .occurrences
+            .push((name.span, Occurrence::Def(id)));
+        id
+    }
+
+    fn reference(&mut self, id: usize, span: Span) {
+        self.index.symbols[id].refs.push(span);
+        self.index.occurrences.push((span, Occurrence::Ref(id)));
+    }
+
+    fn file(&mut self, file: &File) {
+        // Declarations first, so that uses anywhere resolve.
+        let mut jobs: Vec<(&Job, bool)> = Vec::new();
+        for item in &file.items {
+            match item {
+                Item::Param(p) => {
+                    self.symbol(SymbolKind::Param, &p.name, p.span, false);
+                }
+                Item::Template(t) => {
+                    self.symbol(SymbolKind::Template, &t.name, t.span, false);
+                }
+                Item::Job(j) => jobs.push((j, false)),
+                Item::Finally(f) => jobs.extend(f.jobs.iter().map(|j| (j, true))),
+                _ => {}
+            }
+        }
+        let mut job_ids = Vec::with_capacity(jobs.len());
+        for (j, finally) in &jobs {
+            job_ids.push(self.symbol(SymbolKind::Job, &j.name, j.span, *finally));
+        }
+        for item in &file.items {
+            match item {
+                Item::Param(p) => {
+                    if let Some(d) = &p.default {
+                        self.expr(d, &[]);
+                    }
+                }
+                Item::Defaults(b) => self.block(b, &[], false),
+                Item::Setting(e) => {
+                    self.index
+                        .occurrences
+                        .push((e.key.span, Occurrence::Setting(e.key.name.clone())));
+                    self.expr(&e.value, &[]);
+                }
+                Item::Template(t) => {
+                    let mut locals = Vec::new();
+                    for p in &t.params {
+                        if let Some(d) = &p.default {
+                            self.expr(d, &[]);
+                        }
+                        locals.push(self.symbol(SymbolKind::TemplateParam, &p.name, p.span, false));
+                    }
+                    self.block(&t.body, &locals, false);
+                }
+                _ => {}
+            }
+        }
+        for (j, _) in jobs {
+            self.job(j);
+        }
+    }
+
+    fn job(&mut self, j: &Job) {
+        let mut locals = Vec::new();
+        if let Some(f) = &j.fanout {
+            match &f.source {
+                FanSource::Range(a, b) => {
+                    self.expr(a, &[]);
+                    self.expr(b, &[]);
+                }
+                FanSource::Values(e) => self.expr(e, &[]),
+            }
+            locals.push(self.symbol(SymbolKind::LoopVar, &f.var, f.span, false));
+        }
+        if let Some(u) = &j.template {
+            match self.index.find(SymbolKind::Template, &u.name.name) {
+                Some(t) => self.reference(t, u.name.span),
+                None => self
+                    .index
+                    .occurrences
+                    .push((u.name.span, Occurrence::Unresolved(u.name.name.clone()))),
+            }
+            for a in &u.args {
+                self.expr(&a.value, &locals);
+            }
+        }
+        if let Some(a) = &j.after {
+            self.cond(&a.cond);
+        }
+        if let Some(b) = &j.body {
+            self.block(b, &locals, false);
+        }
+    }
+
+    fn cond(&mut self, c: &Cond) {
+        match c {
+            Cond::Ref { job, outcome, .. } => {
+                let id = self.index.find(SymbolKind::Job, &job.name);
+                match id {
+                    Some(id) => self.reference(id, job.span),
+                    None => self
+                        .index
+                        .occurrences
+                        .push((job.span, Occurrence::Unresolved(job.name.clone()))),
+                }
+                if let Some(o) = outcome {
+                    self.index.occurrences.push((
+                        o.span,
+                        Occurrence::Outcome {
+                            job: id,
+                            name: o.name.clone(),
+                        },
+                    ));
+                }
+            }
+            Cond::Not(c, _) => self.cond(c),
+            Cond::And(cs, _) | Cond::Or(cs, _) => cs.iter().for_each(|c| self.cond(c)),
+        }
+    }
+
+    fn block(&mut self, b: &Block, locals: &[usize], nested: bool) {
+        for e in &b.entries {
+            if !nested {
+                self.index
+                    .occurrences
+                    .push((e.key.span, Occurrence::Field(e.key.name.clone())));
+            }
+            match &e.value.kind {
+                ExprKind::Map(m) => self.block(m, locals, true),
+                _ => self.expr(&e.value, locals),
+            }
+        }
+    }
+
+    fn name(&mut self, name: &str, span: Span, locals: &[usize]) {
+        let local = locals
+            .iter()
+            .rev()
+            .copied()
+            .find(|&l| self.index.symbols[l].name == name);
+        match local.or_else(|| self.index.find(SymbolKind::Param, name)) {
+            Some(id) => self.reference(id, span),
+            None => self
+                .index
+                .occurrences
+                .push((span, Occurrence::Unresolved(name.to_string()))),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr, locals: &[usize]) {
+        match &e.kind {
+            ExprKind::Name(n) => self.name(n, e.span, locals),
+            ExprKind::Str(parts) => {
+                for p in parts {
+                    if let StrPart::Interp(id, _) = p {
+                        self.name(&id.name, id.span, locals);
+                    }
+                }
+            }
+            ExprKind::List(items) => items.iter().for_each(|i| self.expr(i, locals)),
+            ExprKind::Map(b) => self.block(b, locals, true),
+            ExprKind::Number(_) | ExprKind::Bool(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    #[test]
+    fn definitions_and_references() {
+        let src = "pipeline p {\n  param n: int = 2\n  template t(x: string) { run = \"${x} ${n}\" }\n  job a for i in 0..n { image = \"b\" run = \"${i}\" }\n  job b = t(x = \"v\") after a.failed\n}\n";
+        let file = parse(src).file;
+        let index = Index::build(&file);
+        let n = index.find(SymbolKind::Param, "n").unwrap();
+        assert_eq!(index.symbols[n].refs.len(), 2);
+        let a = index.find(SymbolKind::Job, "a").unwrap();
+        let at = src.find("a.failed").unwrap();
+        assert_eq!(index.at(at).unwrap().1, Occurrence::Ref(a));
+        let outcome = index.at(at + 3).unwrap();
+        assert_eq!(
+            outcome.1,
+            Occurrence::Outcome {
+                job: Some(a),
+                name: "failed".into()
+            }
+        );
+        let x = index.find(SymbolKind::TemplateParam, "x").unwrap();
+        assert_eq!(index.symbols[x].refs.len(), 1);
+        let i = index.find(SymbolKind::LoopVar, "i").unwrap();
+        assert_eq!(index.symbols[i].refs.len(), 1);
+        let t = index.find(SymbolKind::Template, "t").unwrap();
+        assert_eq!(index.symbols[t].refs.len(), 1);
+        assert!(matches!(
+            index.at(src.find("image").unwrap()).unwrap().1,
+            Occurrence::Field(_)
+        ));
+    }
+}

@@ -14,4 +14,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== the language server with an independent client (pytest-lsp)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/lsp/requirements.txt
+CHAINRC="$CARGO_TARGET_DIR/debug/chainrc" python3 -m pytest -q tests/lsp
+
 echo "== all tests passed"

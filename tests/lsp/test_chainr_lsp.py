@@ -1,0 +1,116 @@
+"""chainr's language server driven by an independent client: pytest-lsp (pygls), over stdio.
+
+Run with `pytest tests/lsp` after building `chainrc`; CHAINRC names the binary (default: the one
+on PATH).
+"""
+
+import os
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+CHAINRC = os.environ.get("CHAINRC", "chainrc")
+
+SOURCE = """pipeline ci {
+  param sha: string = "HEAD"
+  defaults { image = "rust:1.80" }
+
+  job build { run = "cargo build --release # ${sha}" }
+  job test after biuld { run = "cargo test" }
+  job deploy after build.failed { run = "deploy" }
+}
+"""
+URI = "file:///project/ci.chainr"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[CHAINRC, "lsp"]))
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=types.ClientCapabilities())
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def position_of(text: str, needle: str, delta: int = 0) -> types.Position:
+    offset = text.index(needle) + delta
+    before = text[:offset]
+    return types.Position(line=before.count("\n"), character=offset - (before.rfind("\n") + 1))
+
+
+async def open_document(client: LanguageClient, text: str = SOURCE):
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=URI, language_id="chainr", version=1, text=text)
+        )
+    )
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+
+
+@pytest.mark.asyncio
+async def test_diagnostics_on_open(client: LanguageClient):
+    await open_document(client)
+    diagnostics = client.diagnostics[URI]
+    assert [d.code for d in diagnostics] == ["E0100"]
+    (unknown,) = diagnostics
+    assert unknown.severity == types.DiagnosticSeverity.Error
+    assert "unknown job `biuld`" in unknown.message
+    assert "did you mean `build`?" in unknown.message
+    assert unknown.range.start == position_of(SOURCE, "biuld")
+    assert unknown.source == "chainr"
+
+
+@pytest.mark.asyncio
+async def test_hover_on_a_job_reference(client: LanguageClient):
+    text = SOURCE.replace("biuld", "build")
+    await open_document(client, text)
+    assert len(client.diagnostics[URI]) == 0
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(text, "build.failed", 2),
+        )
+    )
+    assert hover is not None
+    value = hover.contents.value
+    assert "**job build**" in value
+    assert "image: `rust:1.80`" in value  # from `defaults`, as compiled
+    assert "cargo build --release # HEAD" in value  # the param interpolated
+    assert hover.range.start == position_of(text, "build.failed")
+
+
+@pytest.mark.asyncio
+async def test_definition_of_a_job_and_a_param(client: LanguageClient):
+    await open_document(client)
+    result = await client.text_document_definition_async(
+        types.DefinitionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(SOURCE, "build.failed", 1),
+        )
+    )
+    location = result if isinstance(result, types.Location) else result[0]
+    assert location.range.start == position_of(SOURCE, "build {")
+    result = await client.text_document_definition_async(
+        types.DefinitionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(SOURCE, "${sha}", 3),
+        )
+    )
+    location = result if isinstance(result, types.Location) else result[0]
+    assert location.range.start == position_of(SOURCE, "sha: string")
+
+
+@pytest.mark.asyncio
+async def test_completion_of_outcomes_and_jobs(client: LanguageClient):
+    text = SOURCE.replace("build.failed", "build.")
+    await open_document(client, text)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(text, "build. {", len("build.")),
+        )
+    )
+    items = result.items if isinstance(result, types.CompletionList) else result
+    labels = {i.label for i in items}
+    assert {"succeeded", "failed", "errored", "skipped", "cancelled", "done"} <= labels

@@ -86,11 +86,12 @@ impl<'a> Checker<'a> {
             match item {
                 Item::Param(p) => self.declare_param(p),
                 Item::Template(t) => self.declare_template(t),
-                Item::Defaults(b) => {
+                Item::Defaults(d) => {
+                    let b = &d.body;
                     if let Some(first) = defaults {
                         self.diags.push(
                             Diagnostic::error("E0602", "`defaults` is given twice")
-                                .primary(b.span, "second `defaults` block")
+                                .primary(d.span, "second `defaults` block")
                                 .secondary(first.span, "first given here")
                                 .help("merge the two blocks into one"),
                         );

@@ -212,9 +212,9 @@ impl<'a> Formatter<'a> {
                 self.param(p);
                 self.line_end(p.span.end as usize);
             }
-            Item::Defaults(b) => {
+            Item::Defaults(d) => {
                 self.out.push_str("defaults ");
-                self.block(b);
+                self.block(&d.body);
             }
             Item::Template(t) => {
                 self.out.push_str("template ");

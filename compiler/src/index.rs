@@ -95,11 +95,24 @@ impl Index {
 #[derive(Default)]
 struct Builder {
     index: Index,
+    /// Jobs, params and templates by name (each kind has its own names).
+    jobs: std::collections::HashMap<String, usize>,
+    params: std::collections::HashMap<String, usize>,
+    templates: std::collections::HashMap<String, usize>,
 }
 
 impl Builder {
     fn symbol(&mut self, kind: SymbolKind, name: &Ident, decl: Span, finally: bool) -> usize {
         let id = self.index.symbols.len();
+        let names = match kind {
+            SymbolKind::Job => Some(&mut self.jobs),
+            SymbolKind::Param => Some(&mut self.params),
+            SymbolKind::Template => Some(&mut self.templates),
+            SymbolKind::TemplateParam | SymbolKind::LoopVar => None,
+        };
+        if let Some(names) = names {
+            names.entry(name.name.clone()).or_insert(id);
+        }
         self.index.symbols.push(Symbol {
             kind,
             name: name.name.clone(),
@@ -112,6 +125,15 @@ impl Builder {
             .occurrences
             .push((name.span, Occurrence::Def(id)));
         id
+    }
+
+    fn find(&self, kind: SymbolKind, name: &str) -> Option<usize> {
+        match kind {
+            SymbolKind::Job => self.jobs.get(name).copied(),
+            SymbolKind::Param => self.params.get(name).copied(),
+            SymbolKind::Template => self.templates.get(name).copied(),
+            SymbolKind::TemplateParam | SymbolKind::LoopVar => None,
+        }
     }
 
     fn reference(&mut self, id: usize, span: Span) {
@@ -146,7 +168,7 @@ impl Builder {
                         self.expr(d, &[]);
                     }
                 }
-                Item::Defaults(b) => self.block(b, &[], false),
+                Item::Defaults(d) => self.block(&d.body, &[], false),
                 Item::Setting(e) => {
                     self.index
                         .occurrences
@@ -184,7 +206,7 @@ impl Builder {
             locals.push(self.symbol(SymbolKind::LoopVar, &f.var, f.span, false));
         }
         if let Some(u) = &j.template {
-            match self.index.find(SymbolKind::Template, &u.name.name) {
+            match self.find(SymbolKind::Template, &u.name.name) {
                 Some(t) => self.reference(t, u.name.span),
                 None => self
                     .index
@@ -206,7 +228,7 @@ impl Builder {
     fn cond(&mut self, c: &Cond) {
         match c {
             Cond::Ref { job, outcome, .. } => {
-                let id = self.index.find(SymbolKind::Job, &job.name);
+                let id = self.find(SymbolKind::Job, &job.name);
                 match id {
                     Some(id) => self.reference(id, job.span),
                     None => self
@@ -249,7 +271,7 @@ impl Builder {
             .rev()
             .copied()
             .find(|&l| self.index.symbols[l].name == name);
-        match local.or_else(|| self.index.find(SymbolKind::Param, name)) {
+        match local.or_else(|| self.find(SymbolKind::Param, name)) {
             Some(id) => self.reference(id, span),
             None => self
                 .index

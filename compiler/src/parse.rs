@@ -108,6 +108,69 @@ fn parse_with_mode(src: &str, mode: Mode) -> Parsed {
     parsed
 }
 
+/// An edit of the text: bytes `start..old_end` were replaced by `start..new_end`.
+#[derive(Clone, Copy, Debug)]
+pub struct Edit {
+    pub start: usize,
+    pub old_end: usize,
+    pub new_end: usize,
+}
+
+/// Parses `src` after `edit`, reusing the items of `old` (the error-free tree of the text
+/// before the edit) that the edit did not touch: only the items around the edit are parsed
+/// again, the ones after it are shifted. `None` when that is not possible (the edit touches the
+/// header or the closing brace, or the new text does not parse): parse the whole file instead.
+/// The result is the tree [`parse`] would give.
+pub fn reparse(old: File, src: &str, edit: Edit) -> Option<Parsed> {
+    let name = old.pipeline?;
+    let end = old.end?;
+    let delta = edit.new_end as i64 - edit.old_end as i64;
+    // The unchanged text before the first item: the header.
+    let header_end = src[name.span.end as usize..]
+        .find('{')
+        .map(|n| name.span.end as usize + n + 1)?;
+    if edit.start < header_end || edit.old_end > end.start as usize {
+        return None;
+    }
+    let mut items = old.items;
+    // Items that end before the edit stay; so do those that start after it (shifted).
+    let first = items.partition_point(|it| (it.span().end as usize) < edit.start);
+    let after = items.partition_point(|it| (it.span().start as usize) <= edit.old_end);
+    let region_start = if first == 0 {
+        header_end
+    } else {
+        items[first - 1].span().end as usize
+    };
+    let region_end_old = if after < items.len() {
+        items[after].span().start as usize
+    } else {
+        end.start as usize
+    };
+    let region_end = (region_end_old as i64 + delta) as usize;
+    if region_end < region_start
+        || region_end > src.len()
+        || too_deep(&src[region_start..region_end]).is_some()
+    {
+        return None;
+    }
+    let (mid, _) = parse_chunk(src, region_start, region_end, false)?;
+    let mut tail = items.split_off(after);
+    items.truncate(first);
+    tail.shift(delta);
+    items.extend(mid);
+    items.extend(tail);
+    let mut end = end;
+    end.shift(delta);
+    Some(Parsed {
+        file: File {
+            pipeline: Some(name),
+            items,
+            end: Some(end),
+        },
+        errors: Vec::new(),
+    })
+}
+
 /// Files at least this large are parsed on two threads, split at an item boundary.
 const PARALLEL_MIN: usize = 128 * 1024;
 
@@ -824,11 +887,15 @@ fn item(p: Pair<Rule>, base: usize) -> Item {
     match p.as_rule() {
         Rule::param => Item::Param(param(p, base)),
         Rule::defaults => {
+            let sp = span(&p, base);
             let b = p
                 .into_inner()
                 .find(|p| p.as_rule() == Rule::block)
                 .expect("defaults block");
-            Item::Defaults(block(b, base))
+            Item::Defaults(Defaults {
+                body: block(b, base),
+                span: sp,
+            })
         }
         Rule::template => {
             let sp = span(&p, base);

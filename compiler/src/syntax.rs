@@ -71,7 +71,7 @@ pub struct File {
 #[derive(Clone, Debug)]
 pub enum Item {
     Param(Param),
-    Defaults(Block),
+    Defaults(Defaults),
     Template(Template),
     Job(Job),
     Finally(Finally),
@@ -82,7 +82,7 @@ impl Item {
     pub fn span(&self) -> Span {
         match self {
             Item::Param(p) => p.span,
-            Item::Defaults(b) => b.span,
+            Item::Defaults(d) => d.span,
             Item::Template(t) => t.span,
             Item::Job(j) => j.span,
             Item::Finally(f) => f.span,
@@ -105,6 +105,14 @@ pub struct Param {
 pub struct TypeExpr {
     pub name: Ident,
     pub arg: Option<Box<TypeExpr>>,
+    pub span: Span,
+}
+
+/// `defaults { ... }`: fields every job gets unless it sets them itself.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub body: Block,
+    /// From the keyword to the closing brace.
     pub span: Span,
 }
 
@@ -256,4 +264,172 @@ pub enum StrPart {
     Interp(Ident, Span),
     /// A backslash escape that is not one of the known ones, kept so the checker can point at it.
     BadEscape(Span),
+}
+
+/// Moves every span of a node by `delta` bytes: an item after an edit keeps its tree, shifted.
+pub trait Shift {
+    fn shift(&mut self, delta: i64);
+}
+
+impl Shift for Span {
+    fn shift(&mut self, delta: i64) {
+        self.start = (self.start as i64 + delta) as u32;
+        self.end = (self.end as i64 + delta) as u32;
+    }
+}
+
+impl Shift for Ident {
+    fn shift(&mut self, delta: i64) {
+        self.span.shift(delta);
+    }
+}
+
+impl<T: Shift> Shift for Option<T> {
+    fn shift(&mut self, delta: i64) {
+        if let Some(t) = self {
+            t.shift(delta);
+        }
+    }
+}
+
+impl<T: Shift> Shift for Vec<T> {
+    fn shift(&mut self, delta: i64) {
+        self.iter_mut().for_each(|t| t.shift(delta));
+    }
+}
+
+impl<T: Shift> Shift for Box<T> {
+    fn shift(&mut self, delta: i64) {
+        (**self).shift(delta);
+    }
+}
+
+impl Shift for Item {
+    fn shift(&mut self, delta: i64) {
+        match self {
+            Item::Param(p) => p.shift(delta),
+            Item::Defaults(d) => {
+                d.body.shift(delta);
+                d.span.shift(delta);
+            }
+            Item::Template(t) => {
+                t.name.shift(delta);
+                t.params.shift(delta);
+                t.body.shift(delta);
+                t.span.shift(delta);
+            }
+            Item::Job(j) => j.shift(delta),
+            Item::Finally(f) => {
+                f.jobs.shift(delta);
+                f.span.shift(delta);
+            }
+            Item::Setting(e) => e.shift(delta),
+        }
+    }
+}
+
+impl Shift for Param {
+    fn shift(&mut self, delta: i64) {
+        self.name.shift(delta);
+        self.ty.shift(delta);
+        self.default.shift(delta);
+        self.span.shift(delta);
+    }
+}
+
+impl Shift for TypeExpr {
+    fn shift(&mut self, delta: i64) {
+        self.name.shift(delta);
+        self.arg.shift(delta);
+        self.span.shift(delta);
+    }
+}
+
+impl Shift for Job {
+    fn shift(&mut self, delta: i64) {
+        self.name.shift(delta);
+        if let Some(t) = &mut self.template {
+            t.name.shift(delta);
+            for a in &mut t.args {
+                a.name.shift(delta);
+                a.value.shift(delta);
+            }
+            t.span.shift(delta);
+        }
+        if let Some(f) = &mut self.fanout {
+            f.var.shift(delta);
+            match &mut f.source {
+                FanSource::Range(a, b) => {
+                    a.shift(delta);
+                    b.shift(delta);
+                }
+                FanSource::Values(e) => e.shift(delta),
+            }
+            f.span.shift(delta);
+        }
+        if let Some(a) = &mut self.after {
+            a.cond.shift(delta);
+            a.span.shift(delta);
+        }
+        self.body.shift(delta);
+        self.span.shift(delta);
+    }
+}
+
+impl Shift for Cond {
+    fn shift(&mut self, delta: i64) {
+        match self {
+            Cond::Ref { job, outcome, span } => {
+                job.shift(delta);
+                outcome.shift(delta);
+                span.shift(delta);
+            }
+            Cond::Not(c, span) => {
+                c.shift(delta);
+                span.shift(delta);
+            }
+            Cond::And(cs, span) | Cond::Or(cs, span) => {
+                cs.shift(delta);
+                span.shift(delta);
+            }
+        }
+    }
+}
+
+impl Shift for Block {
+    fn shift(&mut self, delta: i64) {
+        self.entries.shift(delta);
+        self.span.shift(delta);
+    }
+}
+
+impl Shift for Entry {
+    fn shift(&mut self, delta: i64) {
+        self.key.shift(delta);
+        self.value.shift(delta);
+        self.span.shift(delta);
+    }
+}
+
+impl Shift for Expr {
+    fn shift(&mut self, delta: i64) {
+        match &mut self.kind {
+            ExprKind::Str(parts) => {
+                for p in parts {
+                    match p {
+                        StrPart::Text(_) => {}
+                        StrPart::Interp(id, span) => {
+                            id.shift(delta);
+                            span.shift(delta);
+                        }
+                        StrPart::BadEscape(span) => span.shift(delta),
+                    }
+                }
+            }
+            ExprKind::List(items) => items.shift(delta),
+            ExprKind::Map(b) => b.shift(delta),
+            ExprKind::Number(_) | ExprKind::Bool(_) | ExprKind::Name(_) => {}
+        }
+        self.span.shift(delta);
+    }
 }

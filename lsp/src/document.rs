@@ -76,6 +76,8 @@ pub struct Document {
     /// The IR, when the document compiles.
     pub pipeline: Option<Pipeline>,
     pub last_good: Names,
+    /// The tree has no syntax error, so the next edit can re-parse only what it touched.
+    clean: bool,
 }
 
 impl Document {
@@ -89,30 +91,47 @@ impl Document {
             diagnostics: Vec::new(),
             pipeline: None,
             last_good: Names::default(),
+            clean: false,
         };
-        d.analyze();
+        let parsed = parse::parse(&d.text);
+        d.analyze(parsed);
         d
     }
 
     /// Applies edits in order (full or incremental), then analyses the new text.
     pub fn change(&mut self, version: i32, changes: Vec<TextDocumentContentChangeEvent>) {
+        let single = changes.len() == 1;
+        let mut edit = None;
         for c in changes {
             match c.range {
                 Some(r) => {
                     let a = self.lines.offset(&self.text, r.start);
                     let b = self.lines.offset(&self.text, r.end).max(a);
                     self.text.replace_range(a..b, &c.text);
+                    edit = Some(parse::Edit {
+                        start: a,
+                        old_end: b,
+                        new_end: a + c.text.len(),
+                    });
                 }
                 None => self.text = c.text,
             }
             self.lines = Lines::new(&self.text);
         }
         self.version = version;
-        self.analyze();
+        // One edit of an error-free tree: re-parse only the items it touched.
+        let reparsed = match edit {
+            Some(e) if single && self.clean => {
+                parse::reparse(std::mem::take(&mut self.file), &self.text, e)
+            }
+            _ => None,
+        };
+        let parsed = reparsed.unwrap_or_else(|| parse::parse(&self.text));
+        self.analyze(parsed);
     }
 
-    fn analyze(&mut self) {
-        let parsed = parse::parse(&self.text);
+    fn analyze(&mut self, parsed: parse::Parsed) {
+        self.clean = parsed.errors.is_empty() && parsed.file.pipeline.is_some();
         self.index = Index::build(&parsed.file);
         if parsed.errors.is_empty() {
             let out = chainr_compiler::check_file(&parsed.file, &Params::default());

@@ -427,11 +427,15 @@ pub fn completion(doc: &Document, offset: usize) -> Vec<CompletionItem> {
             .collect(),
         Context::JobName => {
             let mut names: Vec<String> = doc.index.jobs().map(|s| s.name.clone()).collect();
-            for n in &doc.last_good.jobs {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
-            }
+            let known: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+            let missing: Vec<String> = doc
+                .last_good
+                .jobs
+                .iter()
+                .filter(|n| !known.contains(n.as_str()))
+                .cloned()
+                .collect();
+            names.extend(missing);
             names
                 .into_iter()
                 .map(|n| CompletionItem {
@@ -690,9 +694,9 @@ fn keywords_and_literals(doc: &Document, out: &mut Vec<(Span, u32)>) {
                 out.push((p.ty.span, CLASS));
                 exprs.extend(p.default.iter());
             }
-            Item::Defaults(b) => {
+            Item::Defaults(d) => {
                 keyword(start, "defaults", out);
-                collect_block(b, &mut exprs);
+                collect_block(&d.body, &mut exprs);
             }
             Item::Template(t) => {
                 keyword(start, "template", out);

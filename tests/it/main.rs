@@ -3,5 +3,6 @@
 
 mod cli;
 mod lsp;
+mod lsp_client;
 mod run;
 mod snapshots;

@@ -330,3 +330,58 @@ fn every_syntax_error_in_a_file_is_reported() {
         render(&out.diagnostics, "t", src, false)
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Re-parsing only around an edit gives the tree a full parse gives.
+    #[test]
+    fn reparsing_an_edit_agrees_with_a_full_parse(
+        at in any::<usize>(),
+        len in 0usize..12,
+        insert in 0..TOKENS.len(),
+    ) {
+        use chainr_compiler::parse::{parse, reparse, Edit};
+        let old = parse(RICH);
+        prop_assume!(old.errors.is_empty());
+        let mut start = at % RICH.len();
+        while !RICH.is_char_boundary(start) { start -= 1; }
+        let mut old_end = (start + len).min(RICH.len());
+        while !RICH.is_char_boundary(old_end) { old_end -= 1; }
+        let text = TOKENS[insert];
+        let mut src = RICH.to_string();
+        src.replace_range(start..old_end, text);
+        let edit = Edit { start, old_end, new_end: start + text.len() };
+        let full = parse(&src);
+        if let Some(re) = reparse(old.file, &src, edit) {
+            prop_assert!(full.errors.is_empty(), "reparse accepted what a full parse rejects: {src}");
+            prop_assert_eq!(format!("{:?}", re.file), format!("{:?}", full.file));
+        }
+    }
+}
+
+#[test]
+fn reparsing_touches_only_the_edited_item() {
+    use chainr_compiler::parse::{parse, reparse, Edit};
+    let old = parse(RICH);
+    let at = RICH.find("process ${i}").unwrap();
+    let mut src = RICH.to_string();
+    src.replace_range(at..at + "process".len(), "handle");
+    let edit = Edit {
+        start: at,
+        old_end: at + "process".len(),
+        new_end: at + "handle".len(),
+    };
+    let re = reparse(old.file, &src, edit).expect("an edit inside a job re-parses that job only");
+    assert_eq!(format!("{:?}", re.file), format!("{:?}", parse(&src).file));
+    // An edit of the header cannot be re-parsed piecewise.
+    let old = parse(RICH);
+    let edit = Edit {
+        start: 9,
+        old_end: 10,
+        new_end: 10,
+    };
+    let mut src = RICH.to_string();
+    src.replace_range(9..10, "N");
+    assert!(reparse(old.file, &src, edit).is_none());
+}

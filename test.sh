@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of every crate.
-# Needs only the Rust toolchain (with rustfmt and clippy); it installs anything else it needs.
+# Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip and Node.js with npm, as
+# on the CI machine; it installs the Python and npm packages the tests need.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,5 +19,8 @@ cargo test --workspace --locked
 echo "== the language server with an independent client (pytest-lsp)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/lsp/requirements.txt
 CHAINRC="$CARGO_TARGET_DIR/debug/chainrc" python3 -m pytest -q tests/lsp
+
+echo "== the VS Code extension: grammar tests, unit tests, the .vsix"
+bash editors/vscode/ci.sh
 
 echo "== all tests passed"

@@ -332,36 +332,24 @@ impl<'a> Formatter<'a> {
                 self.out.push('!');
                 self.cond(inner, Level::Unary);
             }
-            Cond::And(cs, _) => {
-                let parens = level == Level::Unary;
-                if parens {
-                    self.out.push('(');
-                }
-                for (i, c) in cs.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push_str(" && ");
-                    }
-                    self.cond(c, Level::And);
-                }
-                if parens {
-                    self.out.push(')');
-                }
+            Cond::And(cs, _) => self.operands(cs, " && ", level == Level::Unary),
+            Cond::Or(cs, _) => self.operands(cs, " || ", level != Level::Or),
+        }
+    }
+
+    /// The operands of `&&` or `||` (each an operand of `&&`: an `||` inside gets parentheses).
+    fn operands(&mut self, cs: &[Cond], op: &str, parens: bool) {
+        if parens {
+            self.out.push('(');
+        }
+        for (i, c) in cs.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(op);
             }
-            Cond::Or(cs, _) => {
-                let parens = level != Level::Or;
-                if parens {
-                    self.out.push('(');
-                }
-                for (i, c) in cs.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push_str(" || ");
-                    }
-                    self.cond(c, Level::And);
-                }
-                if parens {
-                    self.out.push(')');
-                }
-            }
+            self.cond(c, Level::And);
+        }
+        if parens {
+            self.out.push(')');
         }
     }
 

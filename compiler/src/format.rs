@@ -418,8 +418,16 @@ impl<'a> Formatter<'a> {
     fn expr_inline(&mut self, e: &Expr) {
         match self.expr_text(e) {
             Some(t) => self.out.push_str(&t),
-            // A `"""` block or a multi-line list: as written.
-            None => self.out.push_str(self.text(e.span)),
+            // A `"""` block or a multi-line list: as written, comments inside included.
+            None => self.verbatim(e.span),
+        }
+    }
+
+    /// Prints source text as written; the comments inside it are printed with it, not again.
+    fn verbatim(&mut self, span: Span) {
+        self.out.push_str(self.text(span));
+        while self.next < self.comments.len() && self.comments[self.next].start < span.end {
+            self.next += 1;
         }
     }
 

@@ -147,13 +147,18 @@ pub fn reparse(old: File, src: &str, edit: Edit) -> Option<Parsed> {
         end.start as usize
     };
     let region_end = (region_end_old as i64 + delta) as usize;
-    if region_end < region_start
-        || region_end > src.len()
-        || too_deep(&src[region_start..region_end]).is_some()
-    {
+    if region_end < region_start || region_end > src.len() || too_deep(src).is_some() {
         return None;
     }
     let (mid, _) = parse_chunk(src, region_start, region_end, false)?;
+    // The region must end where the next kept item starts: a comment opened in the region that
+    // now runs on into that item (a line joined to a `//` line) means the item is not what it was.
+    let last_end = mid
+        .last()
+        .map_or(region_start, |it: &Item| it.span().end as usize);
+    if skip_trivia(src, last_end) > region_end {
+        return None;
+    }
     let mut tail = items.split_off(after);
     items.truncate(first);
     tail.shift(delta);
@@ -1225,53 +1230,68 @@ fn mstring_parts(p: Pair<Rule>, base: usize) -> Vec<StrPart> {
 /// Removes the common indentation of a `"""` block, its first line break and its last line when
 /// that line holds only the closing quotes' indentation (as Swift and Kotlin do: no final newline).
 pub fn dedent(parts: Vec<StrPart>) -> Vec<StrPart> {
-    // Work on a flat text where each interpolation is one placeholder character, so the
-    // indentation logic sees lines; then rebuild the parts.
-    const MARK: char = '\u{E000}';
-    let mut flat = String::new();
-    let mut interps = Vec::new();
+    // Lines of segments: text pieces (without newlines) and interpolations.
+    let mut lines: Vec<Vec<StrPart>> = vec![Vec::new()];
     for part in parts {
         match part {
-            StrPart::Text(t) => flat.push_str(&t),
-            other => {
-                flat.push(MARK);
-                interps.push(other);
+            StrPart::Text(t) => {
+                for (i, piece) in t.split('\n').enumerate() {
+                    if i > 0 {
+                        lines.push(Vec::new());
+                    }
+                    if !piece.is_empty() {
+                        lines
+                            .last_mut()
+                            .expect("a line")
+                            .push(StrPart::Text(piece.to_string()));
+                    }
+                }
             }
+            other => lines.last_mut().expect("a line").push(other),
         }
     }
-    let mut lines: Vec<&str> = flat.split('\n').collect();
-    if lines.len() > 1 && lines[0].trim().is_empty() {
+    // Only spaces and tabs count as indentation (so slicing stays on character boundaries).
+    let blank = |line: &Vec<StrPart>| {
+        line.iter()
+            .all(|p| matches!(p, StrPart::Text(t) if t.chars().all(|c| c == ' ' || c == '\t')))
+    };
+    let leading = |line: &Vec<StrPart>| match line.first() {
+        Some(StrPart::Text(t)) => t.len() - t.trim_start_matches([' ', '\t']).len(),
+        _ => 0,
+    };
+    if lines.len() > 1 && blank(&lines[0]) {
         lines.remove(0);
     }
-    if lines.len() > 1 && lines.last().is_some_and(|l| l.trim().is_empty()) {
+    if lines.len() > 1 && lines.last().is_some_and(blank) {
         lines.pop();
     }
     let indent = lines
         .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .filter(|l| !blank(l))
+        .map(leading)
         .min()
         .unwrap_or(0);
-    let mut text = String::new();
-    for (i, l) in lines.iter().enumerate() {
+    let mut out: Vec<StrPart> = Vec::new();
+    for (i, mut line) in lines.into_iter().enumerate() {
         if i > 0 {
-            text.push('\n');
+            push_part(&mut out, StrPart::Text("\n".into()));
         }
-        if l.len() >= indent {
-            text.push_str(&l[indent..]);
-        } else {
-            text.push_str(l.trim_start());
+        if let Some(StrPart::Text(t)) = line.first_mut() {
+            let cut = indent.min(t.len() - t.trim_start_matches([' ', '\t']).len());
+            t.replace_range(..cut, "");
+        }
+        for p in line {
+            push_part(&mut out, p);
         }
     }
-    let mut out = Vec::new();
-    let mut interps = interps.into_iter();
-    for (i, chunk) in text.split(MARK).enumerate() {
-        if i > 0 {
-            out.push(interps.next().expect("one part per placeholder"));
-        }
-        if !chunk.is_empty() {
-            out.push(StrPart::Text(chunk.to_string()));
-        }
-    }
+    out.retain(|p| !matches!(p, StrPart::Text(t) if t.is_empty()));
     out
+}
+
+/// Appends a part, merging adjacent text.
+fn push_part(out: &mut Vec<StrPart>, part: StrPart) {
+    match (out.last_mut(), part) {
+        (Some(StrPart::Text(prev)), StrPart::Text(t)) => prev.push_str(&t),
+        (_, p) => out.push(p),
+    }
 }

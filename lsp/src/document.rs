@@ -33,11 +33,13 @@ impl Lines {
         let Some(&start) = self.starts.get(p.line as usize) else {
             return text.len();
         };
-        let end = self
+        // A column past the end of the line means the end of the line, before its line break.
+        let next = self
             .starts
             .get(p.line as usize + 1)
             .copied()
             .unwrap_or(text.len());
+        let end = start + text[start..next].trim_end_matches(['\n', '\r']).len();
         let mut units = 0usize;
         for (i, c) in text[start..end].char_indices() {
             if units >= p.character as usize {
@@ -182,5 +184,9 @@ mod tests {
         assert_eq!(lines.position(text, x), Position::new(1, 3));
         assert_eq!(lines.offset(text, Position::new(1, 3)), x);
         assert_eq!(lines.offset(text, Position::new(9, 0)), text.len());
+        // Past the end of a line: the end of that line, not the next one.
+        assert_eq!(lines.offset(text, Position::new(0, 99)), 2);
+        let crlf = "ab\r\ncd";
+        assert_eq!(Lines::new(crlf).offset(crlf, Position::new(0, 99)), 2);
     }
 }

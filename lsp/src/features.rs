@@ -371,8 +371,10 @@ fn context(text: &str, offset: usize) -> Context {
     let before = &text[..offset];
     let (depth, string) = scan(before);
     let word_start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     if let Some(start) = string {
         let inside = &before[start..];
         let open = inside.rfind("${");
@@ -647,8 +649,8 @@ pub fn semantic_tokens(doc: &Document) -> Vec<SemanticToken> {
         let text = &doc.text[span.range()];
         // One token per line of a multi-line token (comments, `"""` blocks).
         let mut offset = span.start as usize;
-        for piece in text.split_inclusive('\n') {
-            let len = piece.trim_end_matches('\n');
+        for piece in text.split_inclusive(['\n', '\r']) {
+            let len = piece.trim_end_matches(['\n', '\r']);
             if !len.is_empty() {
                 let p = doc.lines.position(&doc.text, offset);
                 let delta_line = p.line - line;

@@ -96,10 +96,14 @@ pub fn run(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<Run, RunError> {
+    // Each running attempt holds descriptors (its output and its pidfd, two more while it
+    // starts): never run more at once than the open-file limit allows, or the extra ones would
+    // fail to start instead of waiting for a slot.
+    let capacity = descriptor_capacity();
     let mut scheduler = Scheduler::new(
         pipeline,
         Options {
-            concurrency: options.concurrency,
+            concurrency: Some(options.concurrency.map_or(capacity, |c| c.min(capacity))),
         },
     )?;
     std::fs::create_dir_all(&options.logs_dir).map_err(|source| RunError::Logs {
@@ -238,7 +242,12 @@ pub fn run(
             .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
         let msg = match events.wait(timeout) {
             Ok(m) => m,
-            Err(e) => return Err(RunError::Setup(e)),
+            Err(e) => {
+                for pid in live.keys() {
+                    kill_group(*pid, libc::SIGKILL);
+                }
+                return Err(RunError::Setup(e));
+            }
         };
         match msg {
             Some(Msg::Exited { pid, status }) => {
@@ -262,6 +271,12 @@ pub fn run(
                 scheduler.cancel(&mut actions);
             }
             None => {
+                // A wait ends early when a signal interrupts it (Ctrl-Z then `fg`, say): only a
+                // timer that is due fires.
+                match timers.peek() {
+                    Some(Reverse((at, _))) if *at <= Instant::now() => {}
+                    _ => continue,
+                }
                 let Some(Reverse((_, timer))) = timers.pop() else {
                     continue;
                 };
@@ -295,6 +310,21 @@ pub fn run(
         kill_group(*pid, libc::SIGKILL);
     }
     Ok(record)
+}
+
+/// How many attempts can run at once within this process's open-file limit.
+fn descriptor_capacity() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !ok || limit.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    // Keep some for ourselves (the log files, the signal pipe, the epoll set, stdio).
+    ((limit.rlim_cur as usize).saturating_sub(64) / 4).max(1)
 }
 
 /// `CHAINR_RUN_STATUS` and `CHAINR_FAILED_JOBS` for `finally` jobs.

@@ -264,7 +264,9 @@ impl Scheduler {
         };
         let attempt = self.attempts[job];
         let retryable = matches!(outcome, Outcome::Failed | Outcome::Errored);
-        let stopped = self.terminated || (self.cancelled && !self.jobs[job].finally);
+        // Once the run is cancelled or fail_fast has tripped, a failed attempt is not retried.
+        let stopped =
+            self.terminated || ((self.cancelled || self.stopping) && !self.jobs[job].finally);
         let mut decided = Vec::new();
         if retryable && attempt <= self.jobs[job].retries && !stopped {
             self.state[job] = JobState::Backoff;

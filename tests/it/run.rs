@@ -1523,3 +1523,32 @@ fn text_output_without_a_terminal_is_a_line_per_event_and_the_failed_tail() {
     assert!(last.contains("1 failed"), "{stderr}");
     assert!(last.contains(&p(&logs)), "{stderr}");
 }
+
+/// A stop and continue (Ctrl-Z, then `fg`) interrupts the driver's wait; a job's timeout must
+/// not fire early because of it.
+#[test]
+fn stopping_and_continuing_chainrc_does_not_fire_timeouts_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "stop.chainr",
+        "pipeline stop {\n  job slow { image = \"busybox\" run = \"sleep 1\" timeout = 20s }\n}\n",
+    );
+    let logs = dir.path().join("logs");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chainrc"))
+        .args(["run", "--format", "json", "--logs"])
+        .arg(&logs)
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "STOP");
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, "CONT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&doc, "slow"), "SUCCESSFUL", "{doc}");
+}

@@ -119,3 +119,10 @@ proptest! {
         check(&src, &Params::default());
     }
 }
+
+#[test]
+fn a_comment_inside_a_list_printed_as_written_is_not_repeated() {
+    let src = "pipeline p {\n  param xs: list<string> = [\n    \"\"\"\n    a\n    \"\"\", // note\n  ]\n  job j for x in xs { image = \"busybox\" run = \"${x}\" }\n}\n";
+    check(src, &Params::default());
+    assert_eq!(format(src).unwrap().matches("// note").count(), 1);
+}

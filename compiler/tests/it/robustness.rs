@@ -38,6 +38,7 @@ const TOKENS: &[&str] = &[
     "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${",
     "$${", "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline",
     "x", "x.failed", "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
+    "\u{a0}", "\u{E000}", "\u{3000}",
 ];
 
 fn assert_no_panic(src: &str) {
@@ -290,6 +291,17 @@ fn a_cycle_through_ten_thousand_jobs_is_one_error() {
 }
 
 #[test]
+fn block_strings_with_unusual_whitespace_and_private_use_characters() {
+    // A line of spaces and a no-break space inside an indented block; a private-use character.
+    let src = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"\"\"\n        echo a\n       \u{a0}\n        echo \u{E000} ${x}\n    \"\"\"\n  }\n  param x: string = \"v\"\n}\n";
+    let out = compile(src, &Params::default());
+    assert!(!out.has_errors(), "{:?}", out.diagnostics);
+    let run = &out.pipeline.unwrap().jobs["a"].run;
+    // A no-break space is content, not indentation: that line sets the common indentation.
+    assert_eq!(run, " echo a\n\u{a0}\n echo \u{E000} v");
+}
+
+#[test]
 fn deep_nesting_is_an_error_not_a_crash() {
     for (open, close) in [("(", ")"), ("[", "]"), ("{", "}"), ("!", "")] {
         let deep = format!(
@@ -384,4 +396,26 @@ fn reparsing_touches_only_the_edited_item() {
     let mut src = RICH.to_string();
     src.replace_range(9..10, "N");
     assert!(reparse(old.file, &src, edit).is_none());
+}
+
+#[test]
+fn joining_a_line_to_a_comment_is_re_parsed_from_scratch() {
+    use chainr_compiler::parse::{parse, reparse, Edit};
+    let src = "pipeline p {\n  job a { image = \"busybox\" run = \"x\" }  // note\n  job b { image = \"busybox\" run = \"y\" }\n}\n";
+    let old = parse(src);
+    assert!(old.errors.is_empty());
+    // Delete the newline after the comment: `job b` is now inside the comment.
+    let nl = src.find("// note").unwrap() + "// note".len();
+    let mut new = src.to_string();
+    new.replace_range(nl..nl + 1, "");
+    let edit = Edit {
+        start: nl,
+        old_end: nl + 1,
+        new_end: nl,
+    };
+    let full = parse(&new);
+    match reparse(old.file, &new, edit) {
+        None => {}
+        Some(re) => assert_eq!(format!("{:?}", re.file), format!("{:?}", full.file)),
+    }
 }

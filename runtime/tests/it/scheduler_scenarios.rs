@@ -221,3 +221,14 @@ fn an_empty_pipeline_finishes_at_once_and_a_skip_cascades() {
         ["Skipped b", "Skipped c", "Skipped d", "finished Succeeded"]
     );
 }
+
+#[test]
+fn after_fail_fast_trips_a_running_job_that_fails_is_not_retried() {
+    let mut h = Harness::new("fail_fast = true\njob a { }\njob b { retries = 2 }", None);
+    assert_eq!(h.take(), ["launch a #1", "launch b #1"]);
+    h.end("a", AttemptEnd::Failed);
+    h.take();
+    h.end("b", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["finished Failed"]);
+    assert_eq!(h.outcome("b"), Outcome::Failed);
+}

@@ -819,6 +819,10 @@ mod tests {
             ("pipeline p {\n  $0", Context::Item),
             ("pipeline p {\n  job a = $0", Context::Template),
             ("pipeline p {\n  job a {\n    run = \"x $0", Context::None),
+            // After non-ASCII text: no panic, the same answers.
+            ("pipeline p {\n  // café\n  $0", Context::Item),
+            ("pipeline p {\n  job tâ$0", Context::None),
+            ("pipeline p {\n  job a after é$0", Context::JobName),
         ];
         for (text, want) in cases {
             let at = text.find("$0").unwrap();

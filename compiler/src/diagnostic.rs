@@ -210,9 +210,16 @@ pub fn did_you_mean<'a>(
                 .split(['_', '-'])
                 .any(|seg| seg == lower || cl.ends_with(&lower) || cl.starts_with(&lower)))
             || (cl.len() >= 3 && lower.starts_with(&cl));
+        // A long shared beginning (`retry` for `retries`).
+        let prefix = lower
+            .chars()
+            .zip(cl.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let stem = prefix >= 4 && prefix * 2 >= lower.chars().count().max(cl.chars().count());
         let score = if dist <= limit {
             dist
-        } else if segment {
+        } else if segment || stem {
             limit + 1
         } else {
             continue;

@@ -30,8 +30,16 @@ fn json_error(src: &str, e: &serde_json::Error) -> Diagnostic {
         .to_string();
     let mut d = Diagnostic::error("E0900", format!("invalid pipeline: {message}"))
         .primary(Span::char_at(src, offset), "here");
-    if message.starts_with("unknown field") {
-        d = d.help("the fields of the IR are listed in docs/ir.md and docs/pipeline.schema.json");
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        // serde names the field and the expected ones: suggest the closest.
+        let field = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+        d = match did_you_mean(field, expected) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help(
+                "the fields of the IR are listed in docs/ir.md and docs/pipeline.schema.json",
+            ),
+        };
     } else if message.contains("unknown variant") && message.contains("Pipeline") {
         d = d.help("a pipeline's `kind` is \"Pipeline\"");
     }
@@ -150,16 +158,15 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
             .into_iter()
             .flatten()
         {
-            if let Err((why, _)) = units::check_quantity(q) {
-                diags.push(at(
-                    Diagnostic::error(
-                        "E0909",
-                        format!("job `{name}`: invalid quantity `{q}`: {why}"),
-                    ),
-                    src,
-                    name,
-                    "in this job",
-                ));
+            if let Err((why, suggestion)) = units::check_quantity(q) {
+                let mut d = Diagnostic::error(
+                    "E0909",
+                    format!("job `{name}`: invalid quantity `{q}`: {why}"),
+                );
+                if let Some(s) = suggestion {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(at(d, src, name, "in this job"));
             }
         }
         if job.timeout.is_some_and(|t| t.0.millis == 0) {

@@ -1,6 +1,7 @@
 //! One snapshot per file: the source and what the compiler made of it, side by side.
 //! `examples/*.chainr` and `tests/fixtures/ok/*.chainr` must compile (IR snapshot);
-//! `tests/fixtures/err/*.chainr` must not (rendered diagnostics snapshot).
+//! `tests/fixtures/err/*.chainr` must not (rendered diagnostics snapshot), nor
+//! `tests/fixtures/err-json/*.json` (IR that arrives as JSON).
 
 use chainr_compiler::{compile, render, to_json, Params};
 use std::path::Path;
@@ -81,6 +82,31 @@ fn error_fixtures() {
         // The fixture's name starts with the code it demonstrates, which must be reported.
         let stem = path.file_stem().unwrap().to_string_lossy();
         let code = stem.split('-').next().unwrap().to_uppercase();
+        assert!(
+            out.diagnostics.iter().any(|d| d.code == code),
+            "{} should report {code}, got {:?}",
+            path.display(),
+            out.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
+        );
+        let name = path.file_name().unwrap().to_string_lossy();
+        let rendered = render(&out.diagnostics, &name, &src, false);
+        insta::assert_snapshot!(snapshot_text(path, &src, &rendered));
+    });
+}
+
+/// IR JSON with one mistake each: the same rigour as source, reported by job name.
+#[test]
+fn ir_error_fixtures() {
+    insta::glob!("../fixtures/err-json", "*.json", |path| {
+        let src = std::fs::read_to_string(path).unwrap();
+        let out = chainr_compiler::compile_json(&src);
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let code = stem.split('-').next().unwrap().to_uppercase();
+        assert!(
+            out.pipeline.is_none(),
+            "{} should not be accepted",
+            path.display()
+        );
         assert!(
             out.diagnostics.iter().any(|d| d.code == code),
             "{} should report {code}, got {:?}",

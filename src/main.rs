@@ -21,7 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "chainr chains container jobs. `chainrc` compiles `.chainr` pipelines to the JSON Pipeline IR, \
                   checks them and IR files, and runs them.",
     after_help = "Exit codes of compile and check: 0 success, 1 the pipeline has errors (or a file could not be read), 2 bad usage.\n\
-                  Exit codes of run: 0 the run succeeded, 1 it failed, 2 the pipeline is invalid (nothing ran), 130 it was cancelled."
+                  Exit codes of run: 0 the run succeeded, 1 it failed, 2 nothing ran (invalid pipeline or bad usage), 130 it was cancelled."
 )]
 struct Cli {
     /// When to colour diagnostics: auto (a terminal, and NO_COLOR unset), always or never.
@@ -176,9 +176,8 @@ fn compile(path: &Path, output: Option<&Path>, params: Params, color: bool) -> E
         Err(code) => return code,
     };
     let name = path.to_string_lossy();
-    if compiler::is_ir_file(&name) && !params.0.is_empty() {
-        eprintln!("error: -p sets params of `.chainr` source; {} is IR, whose values are already concrete", path.display());
-        return ExitCode::FAILURE;
+    if let Err(code) = params_apply(path, &params) {
+        return code;
     }
     let out = compiler::compile_file(&name, &src, &params);
     report(path, &src, &out, color);
@@ -226,9 +225,8 @@ fn run_local(
         return ExitCode::from(INVALID);
     };
     let name = path.to_string_lossy();
-    if compiler::is_ir_file(&name) && !params.0.is_empty() {
-        eprintln!("error: -p sets params of `.chainr` source; {} is IR, whose values are already concrete", path.display());
-        return ExitCode::from(INVALID);
+    if let Err(code) = params_apply(path, &params) {
+        return code;
     }
     let out = compiler::compile_file(&name, &src, &params);
     report(path, &src, &out, color);
@@ -264,9 +262,10 @@ fn run_local(
     };
     let record = match result {
         Ok(r) => r,
+        // The run could not start (the log directory, say): nothing ran.
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(INVALID);
         }
     };
     match format {
@@ -349,9 +348,24 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// `-p` sets params of `.chainr` source; IR's values are already concrete: bad usage (exit 2).
+fn params_apply(path: &Path, params: &Params) -> Result<(), ExitCode> {
+    if compiler::is_ir_file(&path.to_string_lossy()) && !params.0.is_empty() {
+        eprintln!(
+            "error: -p sets params of `.chainr` source; {} is IR, whose values are already concrete",
+            path.display()
+        );
+        return Err(ExitCode::from(INVALID));
+    }
+    Ok(())
+}
+
 fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
     let (mut errors, mut warnings, mut unreadable) = (0, 0, 0);
     for path in files {
+        if let Err(code) = params_apply(path, params) {
+            return code;
+        }
         let Ok(src) = read(path) else {
             unreadable += 1;
             continue;

@@ -224,7 +224,9 @@ pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
             );
             continue;
         };
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        // Output is bytes: show what is not UTF-8 as replacement characters, not as nothing.
+        let bytes = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(10)..];
         let _ = writeln!(

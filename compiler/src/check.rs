@@ -31,6 +31,8 @@ struct Checker<'a> {
     params: IndexMap<&'a str, ParamInfo<'a>>,
     templates: IndexMap<&'a str, TemplateInfo<'a>>,
     used_templates: HashSet<&'a str>,
+    /// Template parameters' default values, worked out once where the template is declared.
+    template_defaults: HashMap<(&'a str, &'a str), Option<Value>>,
 }
 
 struct ParamInfo<'a> {
@@ -66,7 +68,8 @@ struct Decl<'a> {
     finally: bool,
     /// The IR names of its instances (one, unless it fans out).
     instances: Vec<String>,
-    allow_failure: bool,
+    /// Each instance's `allow_failure` (a fan-out can set it from its loop variable).
+    allow_failure: Vec<bool>,
     fanned: bool,
 }
 
@@ -105,6 +108,7 @@ impl<'a> Checker<'a> {
             }
         }
         self.resolve_params(cli);
+        self.template_defaults();
         let empty = Scope::empty();
         let mut seen_settings: HashMap<&str, Span> = HashMap::default();
         for item in &file.items {
@@ -139,7 +143,7 @@ impl<'a> Checker<'a> {
                 by_name.insert(&job.name.name, decls.len());
             }
             let (instances, irjobs) = self.job(job, defaults, finally);
-            let allow_failure = irjobs.first().is_some_and(|j| j.allow_failure);
+            let allow_failure = irjobs.iter().map(|j| j.allow_failure).collect();
             decls.push(Decl {
                 job,
                 finally,
@@ -355,6 +359,22 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Checks every template parameter's default once, whether or not a job uses the template; a
+    /// default sees the pipeline's params only.
+    fn template_defaults(&mut self) {
+        let templates: Vec<TemplateInfo<'a>> = self.templates.values().cloned().collect();
+        for t in templates {
+            for (p, ty) in &t.params {
+                let (Some(d), Some(ty)) = (&p.default, ty) else {
+                    continue;
+                };
+                let value = self.eval(d, ty, &Scope::empty());
+                self.template_defaults
+                    .insert((&t.decl.name.name, &p.name.name), value);
+            }
+        }
+    }
+
     fn warn_unused(&mut self) {
         for (name, p) in &self.params {
             if !p.used {
@@ -507,7 +527,8 @@ impl<'a> Checker<'a> {
             }
             let mut fields = JobFields::default();
             if let Some(d) = defaults {
-                self.apply_block(d, &scope, &mut fields);
+                // `defaults` sees the pipeline's params only, not the job's loop variable.
+                self.apply_block(d, &Scope::empty(), &mut fields);
             }
             if let Some((tmpl, use_)) = &template {
                 // A template sees its own parameters and the pipeline's params, nothing of the job.
@@ -666,10 +687,11 @@ impl<'a> Checker<'a> {
             };
             let value = match u.args.iter().find(|a| a.name.name == p.name.name) {
                 Some(a) => self.eval(&a.value, ty, caller),
-                None => match &p.default {
-                    Some(d) => self.eval(d, ty, &Scope::empty()),
-                    None => None,
-                },
+                None => self
+                    .template_defaults
+                    .get(&(t.decl.name.name.as_str(), p.name.name.as_str()))
+                    .cloned()
+                    .flatten(),
             };
             into.locals.push((&p.name.name, value));
         }
@@ -693,9 +715,10 @@ impl<'a> Checker<'a> {
                     );
                     return Vec::new();
                 }
-                if b - a > 10_000 {
+                let count = b as i128 - a as i128;
+                if count > 10_000 {
                     self.diags.push(
-                        Diagnostic::error("E0503", format!("this fan-out makes {} jobs", b - a))
+                        Diagnostic::error("E0503", format!("this fan-out makes {count} jobs"))
                             .primary(f.span, "more than 10000 instances")
                             .help("split the work into fewer, larger shards"),
                     );
@@ -737,7 +760,17 @@ impl<'a> Checker<'a> {
         let mut seen: HashSet<String> = HashSet::default();
         let mut out = Vec::with_capacity(values.len());
         for v in values {
-            let text = v.to_text().unwrap_or_default();
+            let Some(text) = v.to_text() else {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0500",
+                        "a fan-out's values must be strings, numbers or booleans",
+                    )
+                    .primary(f.span, "this fans out over lists")
+                    .help("fan out over a list of scalars; instances are named after the values"),
+                );
+                return Vec::new();
+            };
             if text.is_empty() {
                 self.diags.push(
                     Diagnostic::error(
@@ -1110,12 +1143,19 @@ impl<'a> Checker<'a> {
         p.used = true;
         if !p.resolved {
             let decl = p.decl.name.span;
-            self.diags.push(
-                Diagnostic::error("E0309", format!("the param `{name}` is used before it has a value"))
-                    .primary(span, "used here, in the default of an earlier param")
-                    .secondary(decl, "declared here")
-                    .help("a param's default can use only the params declared before it; move this declaration up"),
+            let itself = p.decl.span.contains(span.start as usize);
+            let d = Diagnostic::error(
+                "E0309",
+                format!("the param `{name}` is used before it has a value"),
             );
+            self.diags.push(if itself {
+                d.primary(span, "used in its own default")
+                    .help("a param's default cannot use the param itself; give a value or another param")
+            } else {
+                d.primary(span, "used here, in the default of an earlier param")
+                    .secondary(decl, "declared here")
+                    .help("a param's default can use only the params declared before it; move this declaration up")
+            });
             return None;
         }
         p.value.clone()
@@ -1261,6 +1301,17 @@ impl<'a> Checker<'a> {
             }
             (ExprKind::Number(n), Type::Int) => match n.parse::<i64>() {
                 Ok(i) => Some(Value::Int(i)),
+                Err(_)
+                    if n.trim_start_matches('-')
+                        .chars()
+                        .all(|c| c.is_ascii_digit()) =>
+                {
+                    self.diags.push(
+                        Diagnostic::error("E0207", format!("`{n}` is out of range"))
+                            .primary(e.span, "too large for an integer"),
+                    );
+                    None
+                }
                 Err(_) => {
                     self.diags.push(
                         Diagnostic::error("E0203", "mismatched types")
@@ -1343,8 +1394,7 @@ impl<'a> Checker<'a> {
             (ExprKind::Name(n), _) => {
                 let v = self.resolve(n, e.span, scope, false)?;
                 let ty = v.ty();
-                let fits = ty == *want
-                    || matches!((&v, want), (Value::List(items), Type::List(_)) if items.is_empty());
+                let fits = fits(&v, want);
                 if fits {
                     return Some(v);
                 }
@@ -1484,7 +1534,7 @@ impl<'a> Checker<'a> {
             if eval_cond(cond, &|name: &str| {
                 let t = by_name[name];
                 let i = jobs.binary_search(&t).expect("referenced job");
-                (assignment[i], decls[t].allow_failure)
+                (assignment[i], decls[t].allow_failure.iter().any(|&a| a))
             }) {
                 return;
             }
@@ -1550,6 +1600,25 @@ impl<'a> Checker<'a> {
         let mut safe: HashMap<String, (usize, &str)> = HashMap::default();
         for (i, d) in decls.iter().enumerate() {
             for inst in &d.instances {
+                if inst.len() > 253 {
+                    // The IR's limit (E0906): what compiles must be valid IR.
+                    let mut cut = 40;
+                    while !inst.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0107",
+                            format!("the job name `{}…` is too long", &inst[..cut]),
+                        )
+                        .primary(
+                            d.job.name.span,
+                            format!("makes a name of {} bytes; at most 253", inst.len()),
+                        )
+                        .help("use a shorter name (a fan-out adds `-VALUE` to it)"),
+                    );
+                    continue;
+                }
                 if let Some(&j) = exact.get(inst.as_str()) {
                     if j != i && (d.fanned || decls[j].fanned) {
                         self.diags.push(
@@ -1614,6 +1683,15 @@ impl JobFields {
         if let Some(i) = fields::JOB_FIELDS.iter().position(|f| f.name == field) {
             self.present |= 1 << i;
         }
+    }
+}
+
+/// Whether a value has the type wanted; list elements are checked one by one (an empty list
+/// fits any list type).
+fn fits(v: &Value, want: &Type) -> bool {
+    match (v, want) {
+        (Value::List(items), Type::List(t)) => items.iter().all(|i| fits(i, t)),
+        (v, want) => v.ty() == *want,
     }
 }
 
@@ -1711,7 +1789,8 @@ fn lower_condition(
         if let Cond::Ref { job, outcome, .. } = c {
             let d = &decls[by_name[job.name.as_str()]];
             let o = outcome.as_ref().map(|o| o.name.as_str());
-            let plain = o.is_none() || (o == Some("succeeded") && !d.allow_failure);
+            let plain =
+                o.is_none() || (o == Some("succeeded") && !d.allow_failure.iter().any(|&a| a));
             if plain {
                 depends_on.extend(d.instances.iter().map(|i| ir::Dependency {
                     job: i.clone(),
@@ -1773,15 +1852,20 @@ fn lower(c: &Cond, decls: &[Decl], by_name: &HashMap<&str, usize>) -> ir::Condit
                 }
             };
             match outcome.as_ref().map(|o| o.name.as_str()) {
-                None if d.allow_failure => all(d
+                None if d.allow_failure.iter().any(|&a| a) => all(d
                     .instances
                     .iter()
-                    .map(|i| {
-                        C::Any(vec![
-                            C::Succeeded(i.clone()),
-                            C::Failed(i.clone()),
-                            C::Errored(i.clone()),
-                        ])
+                    .zip(&d.allow_failure)
+                    .map(|(i, &allowed)| {
+                        if allowed {
+                            C::Any(vec![
+                                C::Succeeded(i.clone()),
+                                C::Failed(i.clone()),
+                                C::Errored(i.clone()),
+                            ])
+                        } else {
+                            C::Succeeded(i.clone())
+                        }
                     })
                     .collect()),
                 None | Some("succeeded") => all(each(C::Succeeded)),

@@ -99,6 +99,8 @@ struct Builder {
     jobs: std::collections::HashMap<String, usize>,
     params: std::collections::HashMap<String, usize>,
     templates: std::collections::HashMap<String, usize>,
+    /// Each template's parameters (symbol ids), for the argument names at its uses.
+    template_params: std::collections::HashMap<usize, Vec<usize>>,
 }
 
 impl Builder {
@@ -183,6 +185,11 @@ impl Builder {
                         }
                         locals.push(self.symbol(SymbolKind::TemplateParam, &p.name, p.span, false));
                     }
+                    if let Some(id) = self.find(SymbolKind::Template, &t.name.name) {
+                        self.template_params
+                            .entry(id)
+                            .or_insert_with(|| locals.clone());
+                    }
                     self.block(&t.body, &locals, false);
                 }
                 _ => {}
@@ -206,14 +213,26 @@ impl Builder {
             locals.push(self.symbol(SymbolKind::LoopVar, &f.var, f.span, false));
         }
         if let Some(u) = &j.template {
-            match self.find(SymbolKind::Template, &u.name.name) {
+            let template = self.find(SymbolKind::Template, &u.name.name);
+            match template {
                 Some(t) => self.reference(t, u.name.span),
                 None => self
                     .index
                     .occurrences
                     .push((u.name.span, Occurrence::Unresolved(u.name.name.clone()))),
             }
+            let params = template
+                .and_then(|t| self.template_params.get(&t))
+                .cloned()
+                .unwrap_or_default();
             for a in &u.args {
+                // The argument's name is a use of the template's parameter (rename changes both).
+                if let Some(&p) = params
+                    .iter()
+                    .find(|&&p| self.index.symbols[p].name == a.name.name)
+                {
+                    self.reference(p, a.name.span);
+                }
                 self.expr(&a.value, &locals);
             }
         }
@@ -320,8 +339,9 @@ mod tests {
                 name: "failed".into()
             }
         );
+        // `${x}` in the body and `x = ...` where the template is used.
         let x = index.find(SymbolKind::TemplateParam, "x").unwrap();
-        assert_eq!(index.symbols[x].refs.len(), 1);
+        assert_eq!(index.symbols[x].refs.len(), 2);
         let i = index.find(SymbolKind::LoopVar, "i").unwrap();
         assert_eq!(index.symbols[i].refs.len(), 1);
         let t = index.find(SymbolKind::Template, "t").unwrap();

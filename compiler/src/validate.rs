@@ -58,18 +58,50 @@ fn offset_of(src: &str, line: usize, column: usize) -> usize {
     (line_start + column.saturating_sub(1)).min(src.len())
 }
 
-/// Where a job's key is written in the JSON text, for labels.
+/// Where a job's key is written in the JSON text, for labels: the key of that name in the
+/// top-level `jobs` object (not a field or value elsewhere that happens to match).
 fn job_span(src: &str, name: &str) -> Span {
-    let quoted = format!("\"{name}\"");
-    let jobs = src.find("\"jobs\"").unwrap_or(0);
-    let mut from = jobs;
-    while let Some(i) = src[from..].find(&quoted) {
-        let at = from + i;
-        let after = src[at + quoted.len()..].trim_start();
-        if after.starts_with(':') {
-            return Span::new(at, at + quoted.len());
+    let bytes = src.as_bytes();
+    let mut depth = 0usize;
+    // The depth of the `jobs` object's members, once its `{` is seen.
+    let mut jobs_depth = None;
+    let mut pending_jobs = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = (i + 1).min(bytes.len());
+                let is_key = src[end..].trim_start().starts_with(':');
+                if is_key {
+                    let key: Option<String> = serde_json::from_str(&src[start..end]).ok();
+                    if depth == 1 && key.as_deref() == Some("jobs") {
+                        pending_jobs = true;
+                    } else if Some(depth) == jobs_depth && key.as_deref() == Some(name) {
+                        return Span::new(start, end);
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if pending_jobs && bytes[i] == b'{' && depth == 2 {
+                    jobs_depth = Some(2);
+                }
+                pending_jobs = false;
+            }
+            b'}' | b']' => {
+                if Some(depth) == jobs_depth {
+                    jobs_depth = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
         }
-        from = at + quoted.len();
+        i += 1;
     }
     Span::new(0, 0)
 }

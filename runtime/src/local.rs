@@ -139,9 +139,7 @@ pub fn run(
             match actions[i].clone() {
                 Action::Launch { job, attempt } => {
                     let env = finally_env(&scheduler, &names, jobs[job]);
-                    let log = options
-                        .logs_dir
-                        .join(format!("{}.{attempt}.log", names[job]));
+                    let log = options.logs_dir.join(log_file_name(names[job], attempt));
                     let now = SystemTime::now();
                     let rec = &mut record.jobs[job];
                     rec.status = Status::Running;
@@ -259,7 +257,18 @@ pub fn run(
                 end_attempt(&mut record, l.job, st, code, reason);
                 let kept = keep_output(l.output, &l.log);
                 if let Some(a) = record.jobs[l.job].attempts.last_mut() {
-                    a.log = kept.map(|p| p.display().to_string());
+                    match kept {
+                        Ok(path) => a.log = path.map(|p| p.display().to_string()),
+                        Err(e) => {
+                            // The job's result stands; say why its output is missing.
+                            let note =
+                                format!("its output could not be kept in {}: {e}", l.log.display());
+                            a.reason = Some(match a.reason.take() {
+                                Some(r) => format!("{r}; {note}"),
+                                None => note,
+                            });
+                        }
+                    }
                 }
                 scheduler.attempt_ended(l.job, end, &mut actions);
                 settle_status(&mut record, &scheduler, l.job);
@@ -346,16 +355,31 @@ fn finally_env(s: &Scheduler, names: &[&str], job: &ir::Job) -> Vec<(&'static st
 
 /// Writes an attempt's output to its log file; `None` when it printed nothing or the file could
 /// not be written (the run goes on: output is not worth failing a job for).
-fn keep_output(mut output: File, log: &std::path::Path) -> Option<PathBuf> {
+fn keep_output(mut output: File, log: &std::path::Path) -> std::io::Result<Option<PathBuf>> {
     use std::io::{Seek, SeekFrom};
-    let len = output.metadata().ok()?.len();
-    if len == 0 {
-        return None;
+    if output.metadata()?.len() == 0 {
+        return Ok(None);
     }
-    output.seek(SeekFrom::Start(0)).ok()?;
-    let mut file = File::create(log).ok()?;
-    std::io::copy(&mut output, &mut file).ok()?;
-    Some(log.to_path_buf())
+    output.seek(SeekFrom::Start(0))?;
+    let mut file = File::create(log)?;
+    std::io::copy(&mut output, &mut file)?;
+    Ok(Some(log.to_path_buf()))
+}
+
+/// `JOB.ATTEMPT.log`, with a very long job name shortened (and made unique by a hash) to fit a
+/// file name's 255 bytes.
+fn log_file_name(name: &str, attempt: u32) -> String {
+    if name.len() <= 200 {
+        return format!("{name}.{attempt}.log");
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let mut cut = 180;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}.{attempt}.log", &name[..cut], h.finish())
 }
 
 /// An anonymous in-memory file for an attempt's output.

@@ -318,3 +318,32 @@ fn fmt_rewrites_files_and_check_reports_them() {
         "pipeline p { job a { image: \"x\" } }"
     );
 }
+
+#[test]
+fn params_on_ir_and_a_run_that_cannot_start_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ir = write(
+        dir.path(),
+        "p.json",
+        r#"{"kind": "Pipeline", "jobs": {"a": {"image": "busybox", "run": "true"}}}"#,
+    );
+    for sub in ["compile", "check", "run"] {
+        chainrc()
+            .arg(sub)
+            .arg(&ir)
+            .args(["-p", "x=1"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "is IR, whose values are already concrete",
+            ));
+    }
+    let not_a_dir = write(dir.path(), "file", "");
+    chainrc()
+        .args(["run", "--logs"])
+        .arg(not_a_dir.join("logs"))
+        .arg(&ir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot create the log directory"));
+}

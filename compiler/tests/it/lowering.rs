@@ -171,3 +171,68 @@ fn settings_and_finally() {
     assert_eq!(p["jobs"]["r"]["finally"], true);
     assert_eq!(p["jobs"]["r"]["condition"], json!({"done": "a"}));
 }
+
+#[test]
+fn defaults_see_params_not_the_loop_variable() {
+    let out = compile(
+        "pipeline p {\n  param region: string = \"eu\"\n  defaults { image = \"busybox\" env { REGION = region } }\n  job x for region in [\"us\", \"ap\"] { run = \"deploy\" }\n}\n",
+        &Params::default(),
+    );
+    assert!(!out.has_errors(), "{:?}", out.diagnostics);
+    let jobs = serde_json::to_value(out.pipeline.unwrap()).unwrap()["jobs"].clone();
+    assert_eq!(jobs["x-us"]["env"]["REGION"], "eu");
+    assert_eq!(jobs["x-ap"]["env"]["REGION"], "eu");
+}
+
+#[test]
+fn allow_failure_is_per_instance_in_a_fan_out() {
+    let jobs = ir("job s for b in [false, true] { run = \"r\" allow_failure = b }\njob x after s || s.skipped { run = \"x\" }");
+    assert_eq!(
+        jobs["x"]["condition"],
+        json!({"any": [
+            {"all": [{"succeeded": "s-false"}, {"any": [{"succeeded": "s-true"}, {"failed": "s-true"}, {"errored": "s-true"}]}]},
+            {"all": [{"skipped": "s-false"}, {"skipped": "s-true"}]}
+        ]})
+    );
+}
+
+/// What a user can write that once panicked or gave the wrong diagnostic.
+#[test]
+fn edge_cases_get_the_right_diagnostic() {
+    let codes = |src: &str| {
+        let out = compile(&format!("pipeline p {{\n{src}\n}}\n"), &Params::default());
+        out.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>()
+    };
+    // A range bound that overflows a subtraction: an empty range, not a panic.
+    assert_eq!(
+        codes("job a for i in 1..-9223372036854775808 { image = \"busybox\" run = \"x\" }"),
+        ["E0501"]
+    );
+    // A nested list param fits a nested list parameter, even with an empty first element.
+    assert_eq!(
+        codes("param l: list<list<int>> = [[], [1]]\ntemplate t(x: list<list<int>>) { image = \"busybox\" run = \"echo\" }\njob j = t(x = l)"),
+        Vec::<&str>::new()
+    );
+    // Fan-out values are scalars.
+    assert_eq!(codes("param l: list<list<string>> = [[\"a\"]]\njob a for t in l { image = \"busybox\" run = \"x\" }"), ["E0500"]);
+    // A template's defaults are checked even when no job uses it (and the template is unused).
+    assert_eq!(
+        codes("template t(n: int = \"bad\") { image = \"busybox\" run = \"x\" }"),
+        ["W0002", "E0203"]
+    );
+    // An integer too large for 64 bits is out of range, not of the wrong type.
+    assert_eq!(
+        codes("job a { image = \"busybox\" run = \"x\" retries = 99999999999999999999 }"),
+        ["E0207"]
+    );
+}
+
+#[test]
+fn a_param_used_in_its_own_default_says_so() {
+    let out = compile(
+        "pipeline p {\n  param a: int = a\n  job j { image = \"busybox\" run = \"${a}\" }\n}\n",
+        &Params::default(),
+    );
+    let d = out.diagnostics.iter().find(|d| d.code == "E0309").unwrap();
+    assert_eq!(d.labels[0].message, "used in its own default");
+}

@@ -20,6 +20,10 @@ echo "== the language server with an independent client (pytest-lsp)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/lsp/requirements.txt
 CHAINRC="$CARGO_TARGET_DIR/debug/chainrc" python3 -m pytest -q tests/lsp
 
+echo "== the Job manifests of every example, checked by kubernetes-validate"
+python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$(cat tests/kubernetes/kubernetes-validate.version)"
+bash tests/kubernetes/validate-manifests.sh "$CARGO_TARGET_DIR/debug/chainrc"
+
 echo "== the VS Code extension: grammar tests, unit tests, the .vsix"
 bash editors/vscode/ci.sh
 

@@ -31,6 +31,26 @@ struct Cli {
     command: Command,
 }
 
+/// Running on Kubernetes instead of this machine.
+#[derive(clap::Args, Clone, Debug)]
+struct KubeArgs {
+    /// Run every job as a Kubernetes Job, with the credentials of kubeconfig (or the in-cluster service account).
+    #[arg(long)]
+    kube: bool,
+    /// The namespace of the Jobs (default: the kubeconfig context's, or `default`).
+    #[arg(long, requires = "kube", value_name = "NS")]
+    namespace: Option<String>,
+    /// The kubeconfig context to use (default: the current one).
+    #[arg(long, requires = "kube", value_name = "NAME")]
+    context: Option<String>,
+    /// Print the Job manifests (YAML) of every job's first attempt instead of running them.
+    #[arg(long, requires = "kube")]
+    dry_run: bool,
+    /// Seconds a pod may wait for an image or a node before its attempt errors.
+    #[arg(long, requires = "kube", value_name = "SECONDS", default_value_t = 120)]
+    waiting_grace: u64,
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Format {
     Text,
@@ -82,6 +102,8 @@ enum Command {
         /// Keep each attempt's output in DIR as JOB.ATTEMPT.log (default: a new directory in the system's temp dir).
         #[arg(long, value_name = "DIR")]
         logs: Option<PathBuf>,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// Format `.chainr` files in place, in the one canonical layout (comments kept).
     Fmt {
@@ -130,7 +152,16 @@ fn main() -> ExitCode {
             concurrency,
             format,
             logs,
-        } => run_local(&file, Params(params), concurrency, format, logs, color),
+            kube,
+        } => run_local(
+            &file,
+            Params(params),
+            concurrency,
+            format,
+            logs,
+            &kube,
+            color,
+        ),
         Command::Fmt { files, check } => fmt(&files, check, color),
         Command::Lsp => match chainr_lsp::serve_stdio() {
             Ok(()) => ExitCode::SUCCESS,
@@ -208,6 +239,74 @@ fn write_ir(mut w: impl Write, pipeline: &compiler::ir::Pipeline) -> std::io::Re
     w.flush()
 }
 
+/// Runs `f` with the observer the output format asks for.
+fn observe<T>(
+    format: Format,
+    jobs: usize,
+    color: bool,
+    f: impl FnOnce(&mut dyn chainr_runtime::local::Observer) -> T,
+) -> T {
+    if format == Format::Json {
+        return f(&mut chainr_runtime::local::Quiet);
+    }
+    if std::io::stderr().is_terminal() {
+        let mut view = run::Live::new(jobs, color);
+        let result = f(&mut view);
+        view.finish();
+        return result;
+    }
+    f(&mut run::Plain)
+}
+
+/// The client and namespace from kubeconfig (with `--context`) or the in-cluster service account.
+async fn kube_client(args: &KubeArgs) -> Result<(kube::Client, String), String> {
+    let mut config = match &args.context {
+        Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(context.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?,
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    if let Some(ns) = &args.namespace {
+        config.default_namespace = ns.clone();
+    }
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    Ok((client, namespace))
+}
+
+/// `--kube --dry-run`: the Job manifests, as YAML documents, for review or `kubectl apply`.
+fn dry_run(pipeline: &compiler::ir::Pipeline, run_id: &str, namespace: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    for (i, job) in chainr_runtime::kubernetes::manifests(pipeline, run_id, namespace, 3600)
+        .iter()
+        .enumerate()
+    {
+        let mut value = serde_json::to_value(job).unwrap_or_default();
+        if let Some(o) = value.as_object_mut() {
+            // apiVersion and kind first, as kubectl writes them.
+            let mut ordered = serde_json::Map::new();
+            ordered.insert("apiVersion".into(), "batch/v1".into());
+            ordered.insert("kind".into(), "Job".into());
+            for (k, v) in o.iter() {
+                if k != "apiVersion" && k != "kind" {
+                    ordered.insert(k.clone(), v.clone());
+                }
+            }
+            value = serde_json::Value::Object(ordered);
+        }
+        let mut yaml = String::new();
+        run::yaml(&value, 0, &mut yaml);
+        if i > 0 {
+            let _ = out.write_all(b"---\n");
+        }
+        let _ = out.write_all(yaml.as_bytes());
+    }
+    ExitCode::SUCCESS
+}
+
 /// Exit code of a run that was cancelled (as for a shell command stopped by Ctrl-C).
 const CANCELLED: u8 = 130;
 /// Exit code when the pipeline is invalid and nothing ran.
@@ -219,6 +318,7 @@ fn run_local(
     concurrency: Option<u32>,
     format: Format,
     logs: Option<PathBuf>,
+    kube: &KubeArgs,
     color: bool,
 ) -> ExitCode {
     let Ok(src) = read(path) else {
@@ -235,30 +335,74 @@ fn run_local(
         return ExitCode::from(INVALID);
     };
     let run_id = chainr_runtime::new_run_id();
-    let logs_dir = logs.unwrap_or_else(|| std::env::temp_dir().join("chainr").join(&run_id));
-    let options = chainr_runtime::local::RunOptions {
-        run_id: run_id.clone(),
-        concurrency: concurrency.map(|c| c as usize),
-        logs_dir: logs_dir.clone(),
-        handle_signals: true,
-    };
-    let live = format == Format::Text && std::io::stderr().is_terminal();
-    if format == Format::Text {
-        eprintln!(
-            "running {} ({} jobs) on this machine, run {run_id}; images are not used locally",
-            pipeline.name.as_deref().unwrap_or("the pipeline"),
-            pipeline.jobs.len()
+    if kube.dry_run {
+        return dry_run(
+            &pipeline,
+            &run_id,
+            kube.namespace.as_deref().unwrap_or("default"),
         );
     }
-    let result = if live {
-        let mut view = run::Live::new(pipeline.jobs.len(), color);
-        let result = chainr_runtime::local::run(&pipeline, &options, &mut view);
-        view.finish();
-        result
-    } else if format == Format::Text {
-        chainr_runtime::local::run(&pipeline, &options, &mut run::Plain)
+    let logs_dir = logs.unwrap_or_else(|| std::env::temp_dir().join("chainr").join(&run_id));
+    let concurrency = concurrency.map(|c| c as usize);
+    let jobs = pipeline.jobs.len();
+    let label = pipeline
+        .name
+        .as_deref()
+        .unwrap_or("the pipeline")
+        .to_string();
+    let result = if kube.kube {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the Kubernetes client: {e}");
+                return ExitCode::from(INVALID);
+            }
+        };
+        let connected = runtime.block_on(kube_client(kube));
+        let (client, namespace) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot reach Kubernetes: {e}");
+                return ExitCode::from(INVALID);
+            }
+        };
+        if format == Format::Text {
+            eprintln!(
+                "running {label} ({jobs} jobs) on Kubernetes, namespace {namespace}, run {run_id}"
+            );
+        }
+        let options = chainr_runtime::kubernetes::KubeOptions {
+            run_id: run_id.clone(),
+            namespace,
+            concurrency,
+            logs_dir: logs_dir.clone(),
+            handle_signals: true,
+            waiting_grace: std::time::Duration::from_secs(kube.waiting_grace),
+            ttl_after_finished: 3600,
+        };
+        observe(format, jobs, color, |observer| {
+            runtime
+                .block_on(chainr_runtime::kubernetes::run(
+                    client, &pipeline, &options, observer,
+                ))
+                .map_err(|e| e.to_string())
+        })
     } else {
-        chainr_runtime::local::run(&pipeline, &options, &mut chainr_runtime::local::Quiet)
+        let options = chainr_runtime::local::RunOptions {
+            run_id: run_id.clone(),
+            concurrency,
+            logs_dir: logs_dir.clone(),
+            handle_signals: true,
+        };
+        if format == Format::Text {
+            eprintln!("running {label} ({jobs} jobs) on this machine, run {run_id}; images are not used locally");
+        }
+        observe(format, jobs, color, |observer| {
+            chainr_runtime::local::run(&pipeline, &options, observer).map_err(|e| e.to_string())
+        })
     };
     let record = match result {
         Ok(r) => r,

@@ -259,3 +259,58 @@ fn tail_label(shown: usize, total: usize, log: &str) -> String {
         format!("output ({log})")
     }
 }
+
+/// Writes a JSON value as YAML. Every string is double-quoted (JSON's escapes are valid YAML), so
+/// no reader can take `2026-01-01`, `on` or `1e3` for a date, a boolean or a number.
+pub fn yaml(value: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = "  ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
+                {
+                    k.clone()
+                } else {
+                    Value::String(k.clone()).to_string()
+                };
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        yaml(v, indent + 1, out);
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        yaml(v, indent, out);
+                    }
+                    _ => out.push_str(&format!("{pad}{key}: {}\n", scalar(v))),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                let mut inner = String::new();
+                match item {
+                    Value::Object(m) if !m.is_empty() => yaml(item, indent + 1, &mut inner),
+                    Value::Array(a) if !a.is_empty() => yaml(item, indent + 1, &mut inner),
+                    _ => inner = format!("{}  {}\n", pad, scalar(item)),
+                }
+                // The first line of the item goes after its dash.
+                let body = inner.trim_start_matches(' ');
+                out.push_str(&format!("{pad}- {body}"));
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(_) => "{}".into(),
+        serde_json::Value::Array(_) => "[]".into(),
+        // Numbers, booleans, null and strings (quoted, escaped) are written as JSON writes them.
+        other => other.to_string(),
+    }
+}

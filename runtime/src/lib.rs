@@ -1,6 +1,7 @@
 //! Runs chainr pipelines: the scheduler (a pure state machine over job events), the local
 //! executor and its driver, and the Run document that reports what happened.
 
+pub mod kubernetes;
 pub mod local;
 pub mod record;
 pub mod scheduler;

@@ -208,20 +208,7 @@ pub fn run(
                     }
                 }
                 Action::Decided { job, outcome } => {
-                    let rec = &mut record.jobs[job];
-                    rec.status = outcome.into();
-                    rec.finished_at = Some(SystemTime::now());
-                    rec.exit_code = None;
-                    let when = if rec.attempts.is_empty() {
-                        "before it started"
-                    } else {
-                        "before its next attempt"
-                    };
-                    rec.reason = Some(match outcome {
-                        Outcome::Skipped => "its condition was false".to_string(),
-                        _ if cancels > 0 => format!("the run was cancelled {when}"),
-                        _ => format!("fail_fast stopped the run after a failure, {when}"),
-                    });
+                    record_decided(&mut record, job, outcome, cancels > 0);
                     observer.job_updated(&record, job);
                 }
                 Action::Finished(o) => outcome = Some(o),
@@ -337,7 +324,11 @@ fn descriptor_capacity() -> usize {
 }
 
 /// `CHAINR_RUN_STATUS` and `CHAINR_FAILED_JOBS` for `finally` jobs.
-fn finally_env(s: &Scheduler, names: &[&str], job: &ir::Job) -> Vec<(&'static str, String)> {
+pub(crate) fn finally_env(
+    s: &Scheduler,
+    names: &[&str],
+    job: &ir::Job,
+) -> Vec<(&'static str, String)> {
     if !job.finally {
         return Vec::new();
     }
@@ -368,7 +359,7 @@ fn keep_output(mut output: File, log: &std::path::Path) -> std::io::Result<Optio
 
 /// `JOB.ATTEMPT.log`, with a very long job name shortened (and made unique by a hash) to fit a
 /// file name's 255 bytes.
-fn log_file_name(name: &str, attempt: u32) -> String {
+pub(crate) fn log_file_name(name: &str, attempt: u32) -> String {
     if name.len() <= 200 {
         return format!("{name}.{attempt}.log");
     }
@@ -482,15 +473,38 @@ fn interpret(
     }
 }
 
+/// Records a job decided without running: skipped, or cancelled (by the user or by fail_fast).
+pub(crate) fn record_decided(
+    record: &mut Run,
+    job: JobId,
+    outcome: Outcome,
+    cancelled_by_user: bool,
+) {
+    let rec = &mut record.jobs[job];
+    rec.status = outcome.into();
+    rec.finished_at = Some(SystemTime::now());
+    rec.exit_code = None;
+    let when = if rec.attempts.is_empty() {
+        "before it started"
+    } else {
+        "before its next attempt"
+    };
+    rec.reason = Some(match outcome {
+        Outcome::Skipped => "its condition was false".to_string(),
+        _ if cancelled_by_user => format!("the run was cancelled {when}"),
+        _ => format!("fail_fast stopped the run after a failure, {when}"),
+    });
+}
+
 /// A failed attempt with a retry to come leaves the job pending, not failed.
-fn settle_status(run: &mut Run, s: &Scheduler, job: JobId) {
+pub(crate) fn settle_status(run: &mut Run, s: &Scheduler, job: JobId) {
     if s.state(job) == crate::scheduler::JobState::Backoff {
         run.jobs[job].status = Status::Pending;
         run.jobs[job].finished_at = None;
     }
 }
 
-fn end_attempt(
+pub(crate) fn end_attempt(
     run: &mut Run,
     job: JobId,
     status: Status,

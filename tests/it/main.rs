@@ -2,6 +2,7 @@
 //! user drives it.
 
 mod cli;
+mod kube;
 mod lsp;
 mod lsp_client;
 mod run;

@@ -375,3 +375,63 @@ fn real_cluster_runs_the_seed_example_and_a_failure() {
     assert_eq!(log(&doc, "first"), "hello\n");
     assert_eq!(job(&doc, "slow")["reason"], "timed out after 5s");
 }
+
+/// The examples give the same outcomes on Kubernetes as on this machine (the test kubelet runs
+/// the same shell scripts): a check of the executor against the local one. The examples whose
+/// runs take minutes (long backoffs and timeouts) or depend on timing (fail_fast) are left out.
+#[test]
+fn examples_have_the_same_outcomes_on_kubernetes_as_locally() {
+    let c = cluster();
+    for example in ["seed", "cicd", "params", "templates"] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.chainr"));
+        // The secrets the examples read exist in the test cluster.
+        let ir: Value = serde_json::from_slice(
+            &Command::cargo_bin("chainrc")
+                .unwrap()
+                .arg("compile")
+                .arg(&file)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        for job in ir["jobs"].as_object().unwrap().values() {
+            for s in job["secretEnv"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                c.api.set_secret(
+                    NS,
+                    s["secret"].as_str().unwrap(),
+                    s["key"].as_str().unwrap(),
+                    "test-value",
+                );
+            }
+        }
+        let local = Command::cargo_bin("chainrc")
+            .unwrap()
+            .args(["run", "--format", "json", "--logs"])
+            .arg(c.dir.path().join(format!("local-{example}")))
+            .arg(&file)
+            .output()
+            .unwrap();
+        let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+        let (_, kube) = c.run(&file, &[]);
+        let statuses = |doc: &Value| -> Vec<(String, String)> {
+            doc["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| {
+                    (
+                        j["name"].as_str().unwrap().to_string(),
+                        j["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(statuses(&kube), statuses(&local), "{example}");
+        assert_eq!(kube["status"], local["status"], "{example}");
+    }
+}

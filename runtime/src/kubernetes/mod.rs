@@ -127,6 +127,19 @@ struct Live {
     output: Arc<Mutex<Vec<u8>>>,
 }
 
+impl Live {
+    /// The attempt can be reported: it ended, its log is complete, and a failure knows its exit
+    /// code (the Job's and the pod's updates arrive on separate watches, in either order).
+    fn ready(&self) -> bool {
+        match &self.ended {
+            None => false,
+            Some((AttemptEnd::Failed, _, None, _)) => false,
+            // Until then, a timer ends the wait (a pod that never ran has no log to wait for).
+            Some(_) => self.log_done,
+        }
+    }
+}
+
 /// Runs a pipeline on Kubernetes through `client` and returns what happened.
 pub async fn run(
     client: kube::Client,
@@ -309,7 +322,7 @@ pub async fn run(
                 if l.ended.is_none() {
                     if let Some(end) = outcome_of(&job, specs[l.job], l.exit_code) {
                         l.ended = Some(end);
-                        if l.log_done {
+                        if l.ready() {
                             finished.push(name);
                         } else {
                             // The Job's end can be seen before its pod's: wait a little for the
@@ -370,6 +383,9 @@ pub async fn run(
                             *reason = Some(format!("exit code {code}"));
                         }
                     }
+                    if l.ready() {
+                        finished.push(object.clone());
+                    }
                 }
                 if phase != "Pending" && !phase.is_empty() && !l.log_started {
                     l.log_started = true;
@@ -400,7 +416,7 @@ pub async fn run(
             Some(Msg::LogDone(object)) => {
                 if let Some(l) = live.get_mut(&object) {
                     l.log_done = true;
-                    if l.ended.is_some() {
+                    if l.ready() {
                         finished.push(object);
                     }
                 }

@@ -46,6 +46,10 @@ struct KubeArgs {
     /// Print the Job manifests (YAML) of every job's first attempt instead of running them.
     #[arg(long, requires = "kube")]
     dry_run: bool,
+    /// Use this run id instead of a new one: after chainrc was killed, running the pipeline again
+    /// with its run id adopts the Jobs already created instead of starting them twice.
+    #[arg(long, requires = "kube", value_name = "ID", value_parser = run_id)]
+    run_id: Option<String>,
     /// Seconds a pod may wait for an image or a node before its attempt errors.
     #[arg(long, requires = "kube", value_name = "SECONDS", default_value_t = 120)]
     waiting_grace: u64,
@@ -120,6 +124,21 @@ enum Command {
     Schema,
     /// Print a shell completion script: `chainrc completions bash > /etc/bash_completion.d/chainrc`.
     Completions { shell: clap_complete::Shell },
+}
+
+/// A run id is a Kubernetes label value: letters, digits, `-`, `_`, `.`, at most 63.
+fn run_id(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err("a run id is 1 to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".into())
+    }
 }
 
 fn param_pair(s: &str) -> Result<(String, String), String> {
@@ -334,7 +353,10 @@ fn run_local(
         summary(&out, color);
         return ExitCode::from(INVALID);
     };
-    let run_id = chainr_runtime::new_run_id();
+    let run_id = kube
+        .run_id
+        .clone()
+        .unwrap_or_else(chainr_runtime::new_run_id);
     if kube.dry_run {
         return dry_run(
             &pipeline,

@@ -125,8 +125,12 @@ pub fn reparse(old: File, src: &str, edit: Edit) -> Option<Parsed> {
     let name = old.pipeline?;
     let end = old.end?;
     let delta = edit.new_end as i64 - edit.old_end as i64;
-    // The unchanged text before the first item: the header.
-    let header_end = src[name.span.end as usize..]
+    // The header (up to its `{`) must be before the edit, so it is the same text as before.
+    if edit.start <= name.span.end as usize {
+        return None;
+    }
+    let header_end = src
+        .get(name.span.end as usize..edit.start)?
         .find('{')
         .map(|n| name.span.end as usize + n + 1)?;
     if edit.start < header_end || edit.old_end > end.start as usize {

@@ -435,3 +435,32 @@ fn examples_have_the_same_outcomes_on_kubernetes_as_locally() {
         assert_eq!(kube["status"], local["status"], "{example}");
     }
 }
+
+/// chainrc killed in the middle of a run, then the same run again (`--run-id`): the Job already
+/// created is adopted, not started a second time.
+#[test]
+fn a_run_resumed_after_a_crash_adopts_its_jobs() {
+    let c = cluster();
+    let file = c.file(
+        "p.chainr",
+        r#"pipeline p {
+  job once { image = "busybox:1.36" run = "sleep 2; echo done" }
+}"#,
+    );
+    let mut first = c.command(&file, &["--run-id", "resume-1"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.api.running_processes() < 1 {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().unwrap(); // SIGKILL: no cleanup, as in a crash
+    first.wait().unwrap();
+    let (code, doc) = c.run(&file, &["--run-id", "resume-1"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(status(&doc, "once"), "SUCCESSFUL");
+    assert_eq!(log(&doc, "once"), "done\n");
+    let jobs = c.api.jobs(NS);
+    assert_eq!(jobs.len(), 1, "one Job for the attempt, adopted");
+    let pods = c.api.pods(NS);
+    assert_eq!(pods.len(), 1, "the script ran once");
+}

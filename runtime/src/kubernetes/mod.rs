@@ -284,7 +284,7 @@ pub async fn run(
                             .find(|l| l.job == job && l.ended.is_none())
                         {
                             l.cancelled = true;
-                            let _ = jobs.delete(&l.object, &DeleteParams::background()).await;
+                            delete(&jobs, &l.object).await;
                             add_timer(
                                 &mut timers,
                                 Instant::now() + Duration::from_secs(10),
@@ -448,8 +448,7 @@ pub async fn run(
                             Timer::Stuck(_) => {
                                 if let (Some(reason), None) = (l.waiting.clone(), &l.ended) {
                                     // It will not start by itself: give up on it.
-                                    let _ =
-                                        jobs.delete(&l.object, &DeleteParams::background()).await;
+                                    delete(&jobs, &l.object).await;
                                     l.ended = Some((
                                         AttemptEnd::Errored,
                                         Status::Errored,
@@ -509,6 +508,12 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => futures::future::pending::<()>().await,
     }
+}
+
+/// Deletes a Job and, with Background propagation, its pods (without it they are orphaned).
+/// A Job already gone is fine; other failures leave it to its TTL.
+async fn delete(jobs: &Api<Job>, name: &str) {
+    let _ = jobs.delete(name, &DeleteParams::background()).await;
 }
 
 /// Creates the Job; after a crash it may exist already: adopt it when it is ours.
@@ -833,6 +838,26 @@ mod tests {
             String::from_utf8(output.lock().unwrap().clone()).unwrap(),
             "one\ntwo\n"
         );
+    }
+
+    #[tokio::test]
+    async fn cancel_deletes_with_background_propagation() {
+        let (client, mut handle) = mock();
+        let jobs: Api<Job> = Api::namespaced(client, "ci");
+        let call = tokio::spawn(async move { delete(&jobs, "chainr-run-1-build-abc123-1").await });
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(req.method(), "DELETE");
+        assert_eq!(
+            req.uri().path(),
+            "/apis/batch/v1/namespaces/ci/jobs/chainr-run-1-build-abc123-1"
+        );
+        let body = body_json(req).await;
+        assert_eq!(body["propagationPolicy"], "Background");
+        send.send_response(json_response(
+            200,
+            serde_json::json!({"kind": "Status", "status": "Success"}),
+        ));
+        call.await.unwrap();
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! (timeouts, retry backoff) as its timeout; an exit wakes it directly, with no thread between. A timeout or a cancel kills the attempt's whole process group, and
 //! every group is killed when its attempt ends, so no process outlives its job.
 
-use crate::record::{Attempt, JobRecord, Run, Status};
+use crate::record::{Attempt, Run, Status};
 use crate::scheduler::{Action, AttemptEnd, JobId, Options, Outcome, RunOutcome, Scheduler};
 use chainr_compiler::ir;
 use std::cmp::Reverse;
@@ -112,17 +112,7 @@ pub fn run(
     })?;
     let names: Vec<&str> = pipeline.jobs.keys().map(String::as_str).collect();
     let jobs: Vec<&ir::Job> = pipeline.jobs.values().collect();
-    let mut record = Run::new(
-        options.run_id.clone(),
-        pipeline.name.clone(),
-        pipeline
-            .jobs
-            .iter()
-            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
-            .collect(),
-    );
-    record.status = Status::Running;
-    record.started_at = Some(SystemTime::now());
+    let mut record = Run::starting(options.run_id.clone(), pipeline);
 
     let mut events = Events::new(options.handle_signals).map_err(RunError::Setup)?;
 

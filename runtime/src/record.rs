@@ -123,6 +123,19 @@ impl Run {
             jobs,
         }
     }
+
+    /// The record of a run of `pipeline` that starts now: every job pending, the run running.
+    pub fn starting(uid: String, pipeline: &chainr_compiler::ir::Pipeline) -> Run {
+        let jobs = pipeline
+            .jobs
+            .iter()
+            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
+            .collect();
+        let mut run = Run::new(uid, pipeline.name.clone(), jobs);
+        run.status = Status::Running;
+        run.started_at = Some(SystemTime::now());
+        run
+    }
 }
 
 impl JobRecord {

@@ -10,7 +10,7 @@ pub mod manifest;
 use crate::local::{
     end_attempt, finally_env, log_file_name, record_decided, settle_status, Observer,
 };
-use crate::record::{Attempt as AttemptRecord, JobRecord, Run, Status};
+use crate::record::{Attempt as AttemptRecord, Run, Status};
 use crate::scheduler::{Action, AttemptEnd, JobId, Options, Scheduler};
 use chainr_compiler::ir;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -159,17 +159,7 @@ pub async fn run(
     })?;
     let names: Vec<&str> = pipeline.jobs.keys().map(String::as_str).collect();
     let specs: Vec<&ir::Job> = pipeline.jobs.values().collect();
-    let mut record = Run::new(
-        options.run_id.clone(),
-        pipeline.name.clone(),
-        pipeline
-            .jobs
-            .iter()
-            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
-            .collect(),
-    );
-    record.status = Status::Running;
-    record.started_at = Some(SystemTime::now());
+    let mut record = Run::starting(options.run_id.clone(), pipeline);
 
     let jobs: Api<Job> = Api::namespaced(client.clone(), &options.namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &options.namespace);

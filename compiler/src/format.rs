@@ -94,6 +94,14 @@ impl<'a> Formatter<'a> {
     /// Prints the comments before `pos` on lines of their own (and a blank line where the
     /// source had one), then indents for the line that starts at `pos`.
     fn line_start(&mut self, pos: usize, first_in_block: bool) {
+        let first = self.comment_lines_before(pos, first_in_block);
+        self.blank_line_before(pos, first);
+        self.indent();
+    }
+
+    /// Prints the comments before `pos` on lines of their own, at the current depth. Returns
+    /// whether the line at `pos` is still the first of its block.
+    fn comment_lines_before(&mut self, pos: usize, first_in_block: bool) -> bool {
         let mut first = first_in_block;
         while self.next < self.comments.len() && (self.comments[self.next].start as usize) < pos {
             let c = self.comments[self.next];
@@ -105,8 +113,7 @@ impl<'a> Formatter<'a> {
             self.next += 1;
             first = false;
         }
-        self.blank_line_before(pos, first);
-        self.indent();
+        first
     }
 
     fn blank_line_before(&mut self, pos: usize, first_in_block: bool) {
@@ -182,17 +189,7 @@ impl<'a> Formatter<'a> {
     fn close(&mut self, pos: usize, empty: bool) {
         // Comments inside the block, before its brace, stay inside it.
         self.depth += 1;
-        let mut first = empty;
-        while self.next < self.comments.len() && (self.comments[self.next].start as usize) < pos {
-            let c = self.comments[self.next];
-            self.blank_line_before(c.start as usize, first);
-            self.indent();
-            self.out.push_str(self.text(c));
-            self.out.push('\n');
-            self.last = c.end as usize;
-            self.next += 1;
-            first = false;
-        }
+        self.comment_lines_before(pos, empty);
         self.depth -= 1;
         self.indent();
         self.out.push('}');

@@ -9,7 +9,7 @@
 //! (timeouts, retry backoff) as its timeout; an exit wakes it directly, with no thread between. A timeout or a cancel kills the attempt's whole process group, and
 //! every group is killed when its attempt ends, so no process outlives its job.
 
-use crate::record::{Attempt, Run, Status};
+use crate::record::{Run, Status};
 use crate::scheduler::{Action, AttemptEnd, JobId, Options, Outcome, RunOutcome, Scheduler};
 use chainr_compiler::ir;
 use std::cmp::Reverse;
@@ -131,18 +131,7 @@ pub fn run(
                     let env = finally_env(&scheduler, &names, jobs[job]);
                     let log = options.logs_dir.join(log_file_name(names[job], attempt));
                     let now = SystemTime::now();
-                    let rec = &mut record.jobs[job];
-                    rec.status = Status::Running;
-                    rec.started_at.get_or_insert(now);
-                    rec.attempts.push(Attempt {
-                        attempt,
-                        status: Status::Running,
-                        exit_code: None,
-                        reason: None,
-                        started_at: now,
-                        finished_at: None,
-                        log: None,
-                    });
+                    record.jobs[job].start_attempt(attempt, now);
                     match spawn(
                         jobs[job],
                         names[job],

@@ -151,6 +151,21 @@ impl JobRecord {
             attempts: Vec::new(),
         }
     }
+
+    /// Records that attempt `attempt` of this job started at `now`.
+    pub fn start_attempt(&mut self, attempt: u32, now: SystemTime) {
+        self.status = Status::Running;
+        self.started_at.get_or_insert(now);
+        self.attempts.push(Attempt {
+            attempt,
+            status: Status::Running,
+            exit_code: None,
+            reason: None,
+            started_at: now,
+            finished_at: None,
+            log: None,
+        });
+    }
 }
 
 fn time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

@@ -10,7 +10,7 @@ pub mod manifest;
 use crate::local::{
     end_attempt, finally_env, log_file_name, record_decided, settle_status, Observer,
 };
-use crate::record::{Attempt as AttemptRecord, Run, Status};
+use crate::record::{Run, Status};
 use crate::scheduler::{Action, AttemptEnd, JobId, Options, Scheduler};
 use chainr_compiler::ir;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -222,18 +222,7 @@ pub async fn run(
                         let object = manifest.metadata.name.clone().unwrap_or_default();
                         manifest.metadata.namespace = Some(options.namespace.clone());
                         let now = SystemTime::now();
-                        let rec = &mut record.jobs[job];
-                        rec.status = Status::Running;
-                        rec.started_at.get_or_insert(now);
-                        rec.attempts.push(AttemptRecord {
-                            attempt,
-                            status: Status::Running,
-                            exit_code: None,
-                            reason: None,
-                            started_at: now,
-                            finished_at: None,
-                            log: None,
-                        });
+                        record.jobs[job].start_attempt(attempt, now);
                         match create(&jobs, &manifest).await {
                             Ok(()) => {
                                 next_key += 1;

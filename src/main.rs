@@ -1,6 +1,7 @@
 //! `chainrc`: the command line of chainr. A thin shell over the crates: it reads files, calls
 //! the compiler, prints results, and chooses exit codes.
 
+mod logs;
 mod run;
 
 use chainr_compiler::{self as compiler, Compiled, Params};
@@ -148,6 +149,13 @@ fn param_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// How a run is shown on the terminal.
+pub struct View {
+    format: Format,
+    jobs: usize,
+    color: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = match cli.color {
@@ -258,48 +266,10 @@ fn write_ir(mut w: impl Write, pipeline: &compiler::ir::Pipeline) -> std::io::Re
     w.flush()
 }
 
-/// Runs `f` with the observer the output format asks for.
-fn observe<T>(
-    format: Format,
-    jobs: usize,
-    color: bool,
-    f: impl FnOnce(&mut dyn chainr_runtime::local::Observer) -> T,
-) -> T {
-    if format == Format::Json {
-        return f(&mut chainr_runtime::local::Quiet);
-    }
-    if std::io::stderr().is_terminal() {
-        let mut view = run::Live::new(jobs, color);
-        let result = f(&mut view);
-        view.finish();
-        return result;
-    }
-    f(&mut run::Plain)
-}
-
-/// The client and namespace from kubeconfig (with `--context`) or the in-cluster service account.
-async fn kube_client(args: &KubeArgs) -> Result<(kube::Client, String), String> {
-    let mut config = match &args.context {
-        Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
-            context: Some(context.clone()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?,
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    if let Some(ns) = &args.namespace {
-        config.default_namespace = ns.clone();
-    }
-    let namespace = config.default_namespace.clone();
-    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-    Ok((client, namespace))
-}
-
 /// `--kube --dry-run`: the Job manifests, as YAML documents, for review or `kubectl apply`.
 fn dry_run(pipeline: &compiler::ir::Pipeline, run_id: &str, namespace: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    for (i, job) in chainr_runtime::kubernetes::manifests(pipeline, run_id, namespace, 3600)
+    for (i, job) in chainr_kube::manifests(pipeline, run_id, namespace, 3600)
         .iter()
         .enumerate()
     {
@@ -372,60 +342,52 @@ fn run_local(
         .as_deref()
         .unwrap_or("the pipeline")
         .to_string();
-    let result = if kube.kube {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot start the Kubernetes client: {e}");
-                return ExitCode::from(INVALID);
-            }
-        };
-        let connected = runtime.block_on(kube_client(kube));
-        let (client, namespace) = match connected {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: cannot reach Kubernetes: {e}");
-                return ExitCode::from(INVALID);
-            }
-        };
-        if format == Format::Text {
-            eprintln!(
-                "running {label} ({jobs} jobs) on Kubernetes, namespace {namespace}, run {run_id}"
-            );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the run: {e}");
+            return ExitCode::from(INVALID);
         }
-        let options = chainr_runtime::kubernetes::KubeOptions {
-            run_id: run_id.clone(),
-            namespace,
-            concurrency,
-            logs_dir: logs_dir.clone(),
-            handle_signals: true,
-            waiting_grace: std::time::Duration::from_secs(kube.waiting_grace),
-            ttl_after_finished: 3600,
-        };
-        observe(format, jobs, color, |observer| {
-            runtime
-                .block_on(chainr_runtime::kubernetes::run(
-                    client, &pipeline, &options, observer,
-                ))
-                .map_err(|e| e.to_string())
-        })
-    } else {
-        let options = chainr_runtime::local::RunOptions {
-            run_id: run_id.clone(),
-            concurrency,
-            logs_dir: logs_dir.clone(),
-            handle_signals: true,
-        };
-        if format == Format::Text {
-            eprintln!("running {label} ({jobs} jobs) on this machine, run {run_id}; images are not used locally");
-        }
-        observe(format, jobs, color, |observer| {
-            chainr_runtime::local::run(&pipeline, &options, observer).map_err(|e| e.to_string())
-        })
     };
+    let view = View {
+        format,
+        jobs,
+        color,
+    };
+    let result = runtime.block_on(async {
+        if kube.kube {
+            let connection =
+                chainr_kube::connect(kube.context.as_deref(), kube.namespace.as_deref())
+                    .await
+                    .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+            if format == Format::Text {
+                eprintln!(
+                    "running {label} ({jobs} jobs) on Kubernetes, namespace {}, run {run_id}",
+                    connection.namespace
+                );
+            }
+            let options = chainr_kube::KubeOptions {
+                namespace: connection.namespace,
+                waiting_grace: std::time::Duration::from_secs(kube.waiting_grace),
+                ttl_after_finished: 3600,
+            };
+            let mut executor = chainr_kube::KubeExecutor::new(connection.client, &run_id, options);
+            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view).await
+        } else {
+            let mut executor = chainr_local::LocalExecutor::new(Default::default())
+                .map_err(|e| format!("cannot start the run: {e}"))?;
+            if format == Format::Text {
+                eprintln!("running {label} ({jobs} jobs) on this machine, run {run_id}; images are not used locally");
+            }
+            let concurrency = Some(concurrency.map_or(chainr_local::max_concurrency(), |c| {
+                c.min(chainr_local::max_concurrency())
+            }));
+            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view).await
+        }
+    });
     let record = match result {
         Ok(r) => r,
         // The run could not start (the log directory, say): nothing ran.

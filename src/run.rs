@@ -1,12 +1,48 @@
-//! `chainrc run`: how a local run is shown. A live view on a terminal (finished jobs scroll
-//! above, running jobs spin below), one line per event otherwise, or the Run document as JSON.
+//! `chainrc run`: how a run is shown. The views subscribe to the run's events on a thread of
+//! their own (a slow terminal never holds up the run): a live view on a terminal (finished jobs
+//! scroll above, running jobs spin below), one line per event otherwise, or nothing and the Run
+//! document as JSON at the end.
 
-use chainr_runtime::local::Observer;
+use chainr_runtime::event::{EventKind, RunEvent};
 use chainr_runtime::record::{JobRecord, Run, Status};
 use chainr_runtime::JobId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
+
+/// What a view shows of a run; every method has a do-nothing default.
+pub trait Observer {
+    fn job_started(&mut self, _run: &Run, _job: JobId) {}
+    /// The job reached a terminal status, or an attempt failed and a retry is coming.
+    fn job_updated(&mut self, _run: &Run, _job: JobId) {}
+    fn retrying(&mut self, _run: &Run, _job: JobId, _delay: Duration) {}
+    /// The run is being cancelled (`again`: the second time, finally jobs stop too).
+    fn cancelling(&mut self, _run: &Run, _again: bool) {}
+}
+
+/// Shows the events from `events` with `view` until the run's driver drops its sender; `run` is
+/// the document before the first event, which the view keeps up to date by folding each one.
+pub fn show(
+    mut run: Run,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    view: &mut dyn Observer,
+) {
+    while let Some(e) = events.blocking_recv() {
+        run.apply(&e);
+        match e.kind {
+            EventKind::AttemptStarted { job, .. } => view.job_started(&run, job),
+            EventKind::RetryScheduled { job, delay_ms, .. } => {
+                view.job_updated(&run, job);
+                view.retrying(&run, job, Duration::from_millis(delay_ms));
+            }
+            EventKind::JobDecided { job, .. } => view.job_updated(&run, job),
+            EventKind::CancelRequested { again } => view.cancelling(&run, again),
+            EventKind::AttemptEnded { .. }
+            | EventKind::RunStarted { .. }
+            | EventKind::RunFinished { .. } => {}
+        }
+    }
+}
 
 /// The terminal view: a spinner per running job and a progress line for the run.
 pub struct Live {
@@ -313,4 +349,76 @@ fn scalar(v: &serde_json::Value) -> String {
         // Numbers, booleans, null and strings (quoted, escaped) are written as JSON writes them.
         other => other.to_string(),
     }
+}
+
+/// Runs `pipeline` to its end through `executor`: the driver, the log files, the view on its own
+/// thread, and SIGINT/SIGTERM as cancel (a second one stops `finally` jobs too).
+pub async fn execute<E: chainr_runtime::Executor + Send>(
+    pipeline: &chainr_compiler::ir::Pipeline,
+    run_id: &str,
+    concurrency: Option<usize>,
+    executor: &mut E,
+    logs_dir: &std::path::Path,
+    view: crate::View,
+) -> Result<Run, String> {
+    use chainr_runtime::driver::{drive, Command, Driver, DriverOptions, Subscribers};
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let logs = crate::logs::FileLogs::new(logs_dir)?;
+    let mut driver = Driver::new(
+        run_id,
+        pipeline,
+        DriverOptions {
+            concurrency,
+            kill_grace: executor.kill_grace(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    // Registered before the first job starts, so that an early Ctrl-C cancels rather than kills.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel();
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if tx.send(Command::Cancel).is_err() {
+                return;
+            }
+        }
+    });
+    let mut subscribers = Subscribers::new();
+    let shown = (view.format == crate::Format::Text).then(|| {
+        let events = subscribers.subscribe();
+        let planned = driver.run().clone();
+        let (jobs, color) = (view.jobs, view.color);
+        std::thread::spawn(move || {
+            if std::io::stderr().is_terminal() {
+                let mut live = Live::new(jobs, color);
+                show(planned, events, &mut live);
+                live.finish();
+            } else {
+                show(planned, events, &mut Plain);
+            }
+        })
+    });
+    let result = drive(
+        &mut driver,
+        executor,
+        &logs,
+        &mut commands,
+        &mut subscribers,
+    )
+    .await;
+    signals.abort();
+    drop(subscribers);
+    if let Some(view) = shown {
+        let _ = view.join();
+    }
+    result.map_err(|e| e.to_string())?;
+    Ok(driver.into_run())
 }

@@ -1,11 +1,20 @@
-//! Runs chainr pipelines: the scheduler (a pure state machine over job events), the local
-//! executor and its driver, and the Run document that reports what happened.
+//! The pure core of chainr's runtime: the scheduler (a state machine over job events), the run's
+//! events and the Run document folded from them, the driver (the one run loop over the
+//! [`executor::Executor`] trait), and the store and log-sink traits with in-memory
+//! implementations. No processes, no Kubernetes, no sockets: executors (`chainr-local`,
+//! `chainr-kube`), stores and servers are adapters around it.
 
-pub mod kubernetes;
-pub mod local;
+pub mod driver;
+pub mod event;
+pub mod executor;
+pub mod log;
 pub mod record;
 pub mod scheduler;
+pub mod store;
 
+pub use driver::{drive, Command, Driver, DriverOptions, Now, Publish, Subscribers};
+pub use event::{AttemptResult, EventKind, Reason, RunEvent};
+pub use executor::{AttemptSpec, ExecEvent, Executor};
 pub use record::{Run, Status};
 pub use scheduler::{Action, AttemptEnd, JobId, Outcome, RunOutcome, Scheduler};
 

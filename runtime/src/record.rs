@@ -1,13 +1,15 @@
-//! The Run document: what a run did, job by job and attempt by attempt. `chainrc run --format
-//! json` prints it, and the HTTP API serves the same shape (the original chainr's `Run`, with
-//! attempts, exit codes and times added).
+//! The Run document: what a run did, job by job and attempt by attempt. It is a fold over the
+//! run's events ([`Run::apply`]): the same events, replayed, give the same document. `chainrc run
+//! --format json` prints it, and the HTTP API serves the same shape (the original chainr's `Run`,
+//! with attempts, exit codes and times added).
 
-use crate::scheduler::{Outcome, RunOutcome};
-use serde::Serialize;
+use crate::event::{EventKind, RunEvent};
+use crate::scheduler::{AttemptEnd, Outcome, RunOutcome};
+use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 /// The status words of the original chainr, plus ERRORED and CANCELLED.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
@@ -47,75 +49,92 @@ impl From<RunOutcome> for Status {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+impl From<AttemptEnd> for Status {
+    fn from(e: AttemptEnd) -> Status {
+        match e {
+            AttemptEnd::Succeeded => Status::Successful,
+            AttemptEnd::Failed => Status::Failed,
+            AttemptEnd::Errored => Status::Errored,
+            AttemptEnd::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
-    pub kind: &'static str,
+    pub kind: String,
     pub metadata: Metadata,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub started_at: Option<SystemTime>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub finished_at: Option<SystemTime>,
     pub jobs: Vec<JobRecord>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub uid: String,
     pub self_link: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
     pub name: String,
     pub status: Status,
     /// The fan-out job this one is an instance of.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The last attempt's exit code.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Why the job ended as it did, in words ("exit code 3", "timed out after 2s", ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub started_at: Option<SystemTime>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub finished_at: Option<SystemTime>,
     pub attempts: Vec<Attempt>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub attempt: u32,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(serialize_with = "time_always")]
+    #[serde(with = "time_always")]
     pub started_at: SystemTime,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub finished_at: Option<SystemTime>,
     /// Where this attempt's output (stdout and stderr, interleaved) is kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
 }
 
 impl Run {
-    pub fn new(uid: String, name: Option<String>, jobs: Vec<JobRecord>) -> Run {
+    /// The document of a run of `pipeline` before anything happened: every job pending.
+    pub fn planned(uid: String, pipeline: &chainr_compiler::ir::Pipeline) -> Run {
+        let jobs = pipeline
+            .jobs
+            .iter()
+            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
+            .collect();
         Run {
-            kind: "Run",
+            kind: "Run".to_string(),
             metadata: Metadata {
                 self_link: format!("/api/runs/{uid}"),
                 uid,
-                name,
+                name: pipeline.name.clone(),
             },
             status: Status::Pending,
             started_at: None,
@@ -124,17 +143,100 @@ impl Run {
         }
     }
 
-    /// The record of a run of `pipeline` that starts now: every job pending, the run running.
-    pub fn starting(uid: String, pipeline: &chainr_compiler::ir::Pipeline) -> Run {
-        let jobs = pipeline
-            .jobs
-            .iter()
-            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
-            .collect();
-        let mut run = Run::new(uid, pipeline.name.clone(), jobs);
-        run.status = Status::Running;
-        run.started_at = Some(SystemTime::now());
+    /// The document after `events`, from [`Run::planned`].
+    pub fn replay<'e>(
+        uid: String,
+        pipeline: &chainr_compiler::ir::Pipeline,
+        events: impl IntoIterator<Item = &'e RunEvent>,
+    ) -> Run {
+        let mut run = Run::planned(uid, pipeline);
+        for e in events {
+            run.apply(e);
+        }
         run
+    }
+
+    /// Folds one event into the document. Events naming a job the pipeline does not have are
+    /// ignored (they cannot come from a driver of this pipeline).
+    pub fn apply(&mut self, event: &RunEvent) {
+        let at = event.at;
+        match &event.kind {
+            EventKind::RunStarted { .. } => {
+                self.status = Status::Running;
+                self.started_at.get_or_insert(at);
+            }
+            EventKind::AttemptStarted { job, attempt, .. } => {
+                let Some(rec) = self.jobs.get_mut(*job) else {
+                    return;
+                };
+                rec.status = Status::Running;
+                rec.started_at.get_or_insert(at);
+                let fresh = Attempt {
+                    attempt: *attempt,
+                    status: Status::Running,
+                    exit_code: None,
+                    reason: None,
+                    started_at: at,
+                    finished_at: None,
+                    log: None,
+                };
+                match rec.attempts.last_mut() {
+                    // Started again after a take-over: the attempt begins anew.
+                    Some(last) if last.attempt == *attempt => *last = fresh,
+                    _ => rec.attempts.push(fresh),
+                }
+            }
+            EventKind::AttemptEnded {
+                job,
+                attempt,
+                result,
+            } => {
+                let Some(rec) = self.jobs.get_mut(*job) else {
+                    return;
+                };
+                let status = Status::from(result.end);
+                let reason = result.describe();
+                if let Some(a) = rec
+                    .attempts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.attempt == *attempt)
+                {
+                    a.status = status;
+                    a.exit_code = result.exit_code;
+                    a.reason.clone_from(&reason);
+                    a.finished_at = Some(at);
+                    a.log.clone_from(&result.log);
+                }
+                rec.status = status;
+                rec.exit_code = result.exit_code;
+                rec.reason = reason;
+                rec.finished_at = Some(at);
+            }
+            EventKind::RetryScheduled { job, .. } => {
+                // A failed attempt with a retry to come leaves the job pending, not failed.
+                if let Some(rec) = self.jobs.get_mut(*job) {
+                    rec.status = Status::Pending;
+                    rec.finished_at = None;
+                }
+            }
+            EventKind::JobDecided { job, outcome, why } => {
+                let Some(rec) = self.jobs.get_mut(*job) else {
+                    return;
+                };
+                rec.status = (*outcome).into();
+                rec.finished_at = Some(at);
+                if let Some(why) = why {
+                    rec.exit_code = None;
+                    rec.reason = Some(why.to_string());
+                }
+            }
+            EventKind::CancelRequested { .. } => {}
+            EventKind::RunFinished { outcome } => {
+                self.status = (*outcome).into();
+                self.finished_at = Some(at);
+            }
+        }
     }
 }
 
@@ -151,30 +253,46 @@ impl JobRecord {
             attempts: Vec::new(),
         }
     }
+}
 
-    /// Records that attempt `attempt` of this job started at `now`.
-    pub fn start_attempt(&mut self, attempt: u32, now: SystemTime) {
-        self.status = Status::Running;
-        self.started_at.get_or_insert(now);
-        self.attempts.push(Attempt {
-            attempt,
-            status: Status::Running,
-            exit_code: None,
-            reason: None,
-            started_at: now,
-            finished_at: None,
-            log: None,
-        });
+/// Optional times as RFC 3339 with milliseconds.
+mod time {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::time_always::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        use serde::Deserialize;
+        match Option::<String>::deserialize(d)? {
+            Some(s) => humantime::parse_rfc3339(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
     }
 }
 
-fn time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => time_always(t, s),
-        None => s.serialize_none(),
-    }
-}
+/// Times as RFC 3339 with milliseconds.
+mod time_always {
+    use std::time::SystemTime;
 
-fn time_always<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_millis(*t))
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        use serde::Deserialize;
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 pub type JobId = usize;
 
 /// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// Exit code 0.
     Succeeded,
@@ -27,7 +28,8 @@ pub enum Outcome {
 }
 
 /// How one attempt ended, as the executor saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AttemptEnd {
     Succeeded,
     Failed,
@@ -47,7 +49,9 @@ pub enum JobState {
     Done(Outcome),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum RunOutcome {
     Succeeded,
     Failed,

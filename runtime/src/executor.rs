@@ -1,0 +1,72 @@
+//! The one interface every executor implements: start an attempt, stop it, and tell what
+//! happened to attempts. Executors know nothing of the scheduler, the Run document, timers or
+//! logs' destination; the driver (`driver.rs`) turns their events into the run's events.
+
+use crate::event::AttemptResult;
+use crate::scheduler::JobId;
+use chainr_compiler::ir;
+use std::future::Future;
+use std::time::Duration;
+
+/// What an executor needs to start one attempt.
+#[derive(Clone, Debug)]
+pub struct AttemptSpec<'a> {
+    pub run_id: &'a str,
+    pub job: JobId,
+    /// The job's name in the pipeline.
+    pub name: &'a str,
+    pub attempt: u32,
+    pub spec: &'a ir::Job,
+    /// Variables beyond the job's own (`CHAINR_RUN_STATUS`, `CHAINR_FAILED_JOBS` for `finally`
+    /// jobs); the executor adds `CHAINR_RUN_ID`, `CHAINR_JOB` and `CHAINR_ATTEMPT`.
+    pub extra_env: &'a [(&'static str, String)],
+    /// Set when this attempt was started before, by a driver that stopped (a crash, a lost
+    /// lease): the handle it was given then, if it was recorded. The executor must make sure the
+    /// earlier start is not running alongside the new one (adopt it, or kill it first).
+    pub resume: Option<Option<&'a str>>,
+}
+
+/// Something that happened to an attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecEvent {
+    /// Output of a running attempt (stdout and stderr interleaved), in order.
+    Output {
+        job: JobId,
+        attempt: u32,
+        bytes: Vec<u8>,
+    },
+    /// The attempt ended; every `Output` of it came before.
+    Ended {
+        job: JobId,
+        attempt: u32,
+        result: AttemptResult,
+    },
+}
+
+/// Runs attempts somewhere (processes on this machine, Kubernetes Jobs, a test double).
+pub trait Executor {
+    /// After a graceful stop, how long before the driver asks for a forced one (`None`: the
+    /// executor's own stop is final).
+    fn kill_grace(&self) -> Option<Duration>;
+
+    /// Starts an attempt. `Ok` gives a handle to record (how to find the attempt again after a
+    /// take-over), `Err` says in words why it could not start (the attempt then errors).
+    fn start(
+        &mut self,
+        attempt: AttemptSpec<'_>,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
+
+    /// Stops a running attempt (`force`: at once, after a graceful stop was not enough). The
+    /// attempt still reports its end through [`Executor::next`].
+    fn stop(&mut self, job: JobId, attempt: u32, force: bool) -> impl Future<Output = ()> + Send;
+
+    /// The next event of any attempt; `None` when the executor can report nothing more (it
+    /// failed). Must be cancel-safe: the driver waits on it alongside timers and commands.
+    fn next(&mut self) -> impl Future<Output = Option<ExecEvent>> + Send;
+
+    /// The run is over: finish what the executor still does for it (deletions in flight, say)
+    /// before it is dropped.
+    fn finish(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+}

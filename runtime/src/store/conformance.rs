@@ -1,0 +1,371 @@
+//! The conformance suite of [`Store`]: what every implementation must do, as async functions
+//! that panic on a violation. [`store_conformance!`](crate::store_conformance) turns them into
+//! one test each for an implementation:
+//!
+//! ```ignore
+//! chainr_runtime::store_conformance!(async { MyStore::open_for_tests().await });
+//! ```
+//!
+//! Lease expiry is tested with real time and short leases (a few hundred milliseconds).
+
+use super::{Cursor, ListQuery, NewRun, Store, StoreError};
+use crate::event::{EventKind, RunEvent};
+use crate::record::Status;
+use crate::scheduler::{JobId, RunOutcome};
+use chainr_compiler::ir;
+use std::time::{Duration, SystemTime};
+
+/// A pipeline of three jobs named `NAME`.
+pub fn pipeline(name: &str) -> ir::Pipeline {
+    let src = format!(
+        "pipeline {name} {{\n  job a {{ image = \"busybox\" run = \"true\" }}\n  job b {{ image = \"busybox\" run = \"true\" after a }}\n  job c {{ image = \"busybox\" run = \"true\" after b }}\n}}\n"
+    );
+    let out = chainr_compiler::compile(&src, &Default::default());
+    out.pipeline.expect("the conformance pipeline compiles")
+}
+
+pub fn new_run(id: &str, pipeline_name: &str) -> NewRun {
+    NewRun {
+        id: id.to_string(),
+        pipeline: pipeline(pipeline_name),
+        submitter: Some("tester".into()),
+        created_at: SystemTime::now(),
+    }
+}
+
+fn event(seq: u64, kind: EventKind) -> RunEvent {
+    RunEvent {
+        seq,
+        at: crate::event::millis::from_millis(1_700_000_000_000 + seq),
+        kind,
+    }
+}
+
+/// Events that start the run and its job `job`.
+pub fn started(from: u64, job: JobId) -> Vec<RunEvent> {
+    vec![
+        event(from, EventKind::RunStarted { resumed: false }),
+        event(
+            from + 1,
+            EventKind::AttemptStarted {
+                job,
+                attempt: 1,
+                handle: Some("h".into()),
+            },
+        ),
+    ]
+}
+
+const TTL: Duration = Duration::from_secs(30);
+const SHORT: Duration = Duration::from_millis(300);
+
+pub async fn a_created_run_reads_back_pending(store: &dyn Store) {
+    store.create(new_run("r1", "nightly")).await.unwrap();
+    let got = store.get("r1").await.unwrap().expect("the run is stored");
+    assert_eq!(got.run.metadata.uid, "r1");
+    assert_eq!(got.run.status, Status::Pending);
+    assert_eq!(got.run.jobs.len(), 3);
+    assert_eq!(got.pipeline, pipeline("nightly"));
+    assert_eq!(got.submitter.as_deref(), Some("tester"));
+    assert_eq!(got.last_seq, 0);
+    assert!(store.get("nope").await.unwrap().is_none());
+    assert!(store.events("r1", 0, 100).await.unwrap().is_empty());
+    assert!(matches!(
+        store.events("nope", 0, 100).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn an_id_is_taken_once(store: &dyn Store) {
+    store.create(new_run("r1", "a")).await.unwrap();
+    let again = store.create(new_run("r1", "b")).await;
+    assert!(matches!(again, Err(StoreError::Exists(id)) if id == "r1"));
+    let got = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(
+        got.pipeline.name.as_deref(),
+        Some("a"),
+        "the first run is kept"
+    );
+}
+
+pub async fn lists_are_newest_first_and_paged_by_cursor(store: &dyn Store) {
+    for i in 0..7 {
+        store.create(new_run(&format!("r{i}"), "p")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                limit: 3,
+                after,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.runs.len() <= 3);
+        seen.extend(page.runs.iter().map(|r| r.metadata.uid.clone()));
+        match page.next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+        assert!(pages < 10, "the cursor does not advance");
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("r{i}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+    // A run created after a page was read does not shift the next page.
+    let first = store
+        .list(&ListQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.create(new_run("late", "p")).await.unwrap();
+    let second = store
+        .list(&ListQuery {
+            limit: 2,
+            after: first.next,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = second
+        .runs
+        .iter()
+        .map(|r| r.metadata.uid.as_str())
+        .collect();
+    assert_eq!(ids, ["r4", "r3"]);
+}
+
+pub async fn lists_filter_by_status_and_pipeline(store: &dyn Store) {
+    store.create(new_run("a1", "alpha")).await.unwrap();
+    store.create(new_run("b1", "beta")).await.unwrap();
+    store.create(new_run("a2", "alpha")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    assert_eq!(lease.run, "a1");
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    let by_pipeline = store
+        .list(&ListQuery {
+            limit: 10,
+            pipeline: Some("alpha".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = by_pipeline
+        .runs
+        .iter()
+        .map(|r| r.metadata.uid.as_str())
+        .collect();
+    assert_eq!(ids, ["a2", "a1"]);
+    let running = store
+        .list(&ListQuery {
+            limit: 10,
+            status: Some(Status::Running),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = running
+        .runs
+        .iter()
+        .map(|r| r.metadata.uid.as_str())
+        .collect();
+    assert_eq!(ids, ["a1"]);
+    // A filtered page that is full still says whether more follow.
+    let one = store
+        .list(&ListQuery {
+            limit: 1,
+            pipeline: Some("alpha".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(one.next.is_some());
+}
+
+pub async fn each_run_is_claimed_by_one_worker_oldest_first(store: &dyn Store) {
+    for id in ["r1", "r2", "r3"] {
+        store.create(new_run(id, "p")).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for w in ["w1", "w2", "w3"] {
+        let lease = store
+            .claim(w, TTL)
+            .await
+            .unwrap()
+            .expect("a run is waiting");
+        assert_eq!(lease.worker, w);
+        assert_eq!(lease.takeovers, 0);
+        got.push(lease.run);
+    }
+    assert_eq!(got, ["r1", "r2", "r3"]);
+    assert!(store.claim("w4", TTL).await.unwrap().is_none());
+}
+
+pub async fn appends_need_the_lease_and_fold_into_the_document(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    let mut forged = lease.clone();
+    forged.token.push('x');
+    assert!(matches!(
+        store.append(&forged, &started(1, 0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(store.get("r1").await.unwrap().unwrap().last_seq, 0);
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    let got = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(got.last_seq, 2);
+    assert_eq!(got.run.status, Status::Running);
+    assert_eq!(got.run.jobs[0].status, Status::Running);
+    assert_eq!(got.run.jobs[0].attempts.len(), 1);
+    let events = store.events("r1", 0, 100).await.unwrap();
+    assert_eq!(events, started(1, 0));
+    let tail = store.events("r1", 1, 100).await.unwrap();
+    assert_eq!(tail, started(1, 0)[1..].to_vec());
+    assert_eq!(store.events("r1", 0, 1).await.unwrap().len(), 1);
+}
+
+pub async fn appends_continue_the_numbering_or_store_nothing(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    // A gap, a repeat, and a batch that goes wrong in its middle: all refused whole.
+    for bad in [started(4, 1), started(2, 1), {
+        let mut b = started(3, 1);
+        b[1].seq = 9;
+        b
+    }] {
+        assert!(matches!(
+            store.append(&lease, &bad).await,
+            Err(StoreError::OutOfOrder { .. })
+        ));
+    }
+    let got = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(got.last_seq, 2);
+    assert_eq!(store.events("r1", 0, 100).await.unwrap().len(), 2);
+}
+
+pub async fn an_expired_lease_is_taken_over_and_fenced(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let old = store.claim("w1", SHORT).await.unwrap().unwrap();
+    assert!(
+        store.claim("w2", TTL).await.unwrap().is_none(),
+        "still held"
+    );
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    let new = store.claim("w2", TTL).await.unwrap().expect("taken over");
+    assert_eq!(new.run, "r1");
+    assert_eq!(new.takeovers, 1);
+    assert_ne!(new.token, old.token);
+    assert!(matches!(
+        store.append(&old, &started(1, 0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.renew(&old, TTL).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.release(&old).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store.append(&new, &started(1, 0)).await.unwrap();
+    assert_eq!(store.get("r1").await.unwrap().unwrap().takeovers, 1);
+}
+
+pub async fn a_lease_that_expired_is_lost_even_before_a_takeover(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", SHORT).await.unwrap().unwrap();
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    assert!(matches!(
+        store.append(&lease, &started(1, 0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.renew(&lease, TTL).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+}
+
+pub async fn a_renewed_lease_is_kept(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", SHORT).await.unwrap().unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(SHORT / 3).await;
+        store.renew(&lease, SHORT).await.unwrap();
+    }
+    assert!(store.claim("w2", TTL).await.unwrap().is_none());
+    store.append(&lease, &started(1, 0)).await.unwrap();
+}
+
+pub async fn a_released_run_is_claimed_again_at_once(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    store.release(&lease).await.unwrap();
+    assert!(matches!(
+        store.append(&lease, &started(3, 1)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let again = store.claim("w2", TTL).await.unwrap().expect("claimable");
+    assert_eq!(again.run, "r1");
+    assert_eq!(again.takeovers, 0, "a release is not a take-over");
+    let events = store.events("r1", 0, 100).await.unwrap();
+    assert_eq!(events.len(), 2, "the new holder sees what was written");
+}
+
+pub async fn a_finished_run_is_never_claimed_again(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", SHORT).await.unwrap().unwrap();
+    let mut events = started(1, 0);
+    events.push(event(
+        3,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Cancelled,
+        },
+    ));
+    store.append(&lease, &events).await.unwrap();
+    assert_eq!(
+        store.get("r1").await.unwrap().unwrap().run.status,
+        Status::Cancelled
+    );
+    store.release(&lease).await.unwrap();
+    tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
+    assert!(store.claim("w2", TTL).await.unwrap().is_none());
+}
+
+/// One `#[tokio::test]` per conformance case for the store that `$make` (an async expression)
+/// gives; each test gets a fresh store.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@cases $make;
+            a_created_run_reads_back_pending,
+            an_id_is_taken_once,
+            lists_are_newest_first_and_paged_by_cursor,
+            lists_filter_by_status_and_pipeline,
+            each_run_is_claimed_by_one_worker_oldest_first,
+            appends_need_the_lease_and_fold_into_the_document,
+            appends_continue_the_numbering_or_store_nothing,
+            an_expired_lease_is_taken_over_and_fenced,
+            a_lease_that_expired_is_lost_even_before_a_takeover,
+            a_renewed_lease_is_kept,
+            a_released_run_is_claimed_again_at_once,
+            a_finished_run_is_never_claimed_again,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::conformance::$case(&store).await;
+            }
+        )*
+    };
+}

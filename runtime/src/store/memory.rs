@@ -1,0 +1,199 @@
+//! The in-memory store: for tests and for `chainrc run`. Leases expire by the monotonic clock.
+
+use super::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use crate::event::{EventKind, RunEvent};
+use crate::record::Run;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Entry {
+    stored: StoredRun,
+    events: Vec<RunEvent>,
+    /// Token, holder and expiry of the current lease.
+    lease: Option<(String, Instant)>,
+    finished: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: HashMap<String, Entry>,
+    /// Creation order → id.
+    order: BTreeMap<u64, String>,
+    next_order: u64,
+    next_token: u64,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the memory store is poisoned".into()))
+    }
+}
+
+/// The entry of a lease that is still held.
+fn held<'a>(inner: &'a mut Inner, lease: &Lease) -> Result<&'a mut Entry, StoreError> {
+    let lost = || StoreError::LeaseLost(lease.run.clone());
+    let entry = inner.runs.get_mut(&lease.run).ok_or_else(lost)?;
+    match &entry.lease {
+        Some((token, expires)) if *token == lease.token && *expires > Instant::now() => Ok(entry),
+        _ => Err(lost()),
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, run: NewRun) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.runs.contains_key(&run.id) {
+            return Err(StoreError::Exists(run.id));
+        }
+        inner.next_order += 1;
+        let order = inner.next_order;
+        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        inner.order.insert(order, run.id.clone());
+        inner.runs.insert(
+            run.id,
+            Entry {
+                stored: StoredRun {
+                    pipeline: run.pipeline,
+                    run: doc,
+                    submitter: run.submitter,
+                    created_at: run.created_at,
+                    last_seq: 0,
+                    takeovers: 0,
+                },
+                events: Vec::new(),
+                lease: None,
+                finished: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+        Ok(self.lock()?.runs.get(id).map(|e| e.stored.clone()))
+    }
+
+    async fn events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let inner = self.lock()?;
+        let entry = inner
+            .runs
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        // Events are numbered from 1 without gaps: event `seq` is at index `seq - 1`.
+        let from = (after as usize).min(entry.events.len());
+        Ok(entry.events[from..].iter().take(limit).cloned().collect())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let inner = self.lock()?;
+        let limit = query.limit.max(1);
+        let upper = query.after.map_or(u64::MAX, |c| c.0);
+        let mut runs = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for (&order, id) in inner.order.range(..upper).rev() {
+            let e = &inner.runs[id];
+            if query.status.is_some_and(|s| e.stored.run.status != s) {
+                continue;
+            }
+            if query
+                .pipeline
+                .as_deref()
+                .is_some_and(|p| e.stored.pipeline.name.as_deref() != Some(p))
+            {
+                continue;
+            }
+            if runs.len() == limit {
+                more = true;
+                break;
+            }
+            runs.push(e.stored.run.clone());
+            last = Some(order);
+        }
+        Ok(Page {
+            runs,
+            next: if more { last.map(Cursor) } else { None },
+        })
+    }
+
+    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        let found = inner.order.values().find(|id| {
+            let e = &inner.runs[*id];
+            !e.finished && e.lease.as_ref().is_none_or(|(_, exp)| *exp <= now)
+        });
+        let Some(id) = found.cloned() else {
+            return Ok(None);
+        };
+        inner.next_token += 1;
+        let token = format!("{worker}:{}", inner.next_token);
+        let entry = inner.runs.get_mut(&id).expect("listed runs exist");
+        if entry.lease.is_some() {
+            entry.stored.takeovers += 1;
+        }
+        entry.lease = Some((token.clone(), now + ttl));
+        Ok(Some(Lease {
+            run: id,
+            worker: worker.to_string(),
+            token,
+            takeovers: entry.stored.takeovers,
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let entry = held(&mut inner, lease)?;
+        entry.lease = Some((lease.token.clone(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let entry = held(&mut inner, lease)?;
+        entry.lease = None;
+        Ok(())
+    }
+
+    async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let entry = held(&mut inner, lease)?;
+        for (i, e) in events.iter().enumerate() {
+            let expected = entry.stored.last_seq + 1 + i as u64;
+            if e.seq != expected {
+                return Err(StoreError::OutOfOrder {
+                    run: lease.run.clone(),
+                    expected,
+                    got: e.seq,
+                });
+            }
+        }
+        for e in events {
+            entry.stored.run.apply(e);
+            if matches!(e.kind, EventKind::RunFinished { .. }) {
+                entry.finished = true;
+            }
+        }
+        entry.stored.last_seq += events.len() as u64;
+        entry.events.extend_from_slice(events);
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Where runs live: the [`Store`] trait (runs and their events, a queue of runs waiting for a
+//! worker, and leases that fence a worker's writes), an in-memory implementation, and the
+//! conformance suite every implementation must pass (`conformance`). See
+//! `docs/`-level semantics in the store trait's method docs: a run is its events; a worker may
+//! write a run's events only while it holds the run's lease, and a lease that expired is lost.
+
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::driver::{Publish, PublishError};
+use crate::event::RunEvent;
+use crate::record::{Run, Status};
+use async_trait::async_trait;
+use chainr_compiler::ir;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A run to store: its pipeline, who submitted it, when.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub id: String,
+    pub pipeline: ir::Pipeline,
+    pub submitter: Option<String>,
+    pub created_at: SystemTime,
+}
+
+/// A stored run: its pipeline, its document (the fold of its events) and how far its events go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRun {
+    pub pipeline: ir::Pipeline,
+    pub run: Run,
+    pub submitter: Option<String>,
+    pub created_at: SystemTime,
+    /// The `seq` of the last event (0: none yet).
+    pub last_seq: u64,
+    /// How many times a worker's lease on it expired and another worker took it.
+    pub takeovers: u32,
+}
+
+/// The right to drive a run, until it expires. `token` fences: once another worker has taken
+/// the run, writes with an older token are refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub run: String,
+    pub worker: String,
+    pub token: String,
+    /// How many times the run was taken over before this claim (0: a first claim or a release).
+    pub takeovers: u32,
+}
+
+/// A position in the list of runs (newest first); opaque to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor(pub u64);
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Cursor, Self::Err> {
+        s.parse().map(Cursor)
+    }
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// At most this many (at least 1).
+    pub limit: usize,
+    /// Runs older than this position.
+    pub after: Option<Cursor>,
+    pub status: Option<Status>,
+    /// The pipeline's name.
+    pub pipeline: Option<String>,
+}
+
+/// One page of runs, newest first; `next` reads the following page.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub runs: Vec<Run>,
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A run with this id exists already.
+    #[error("a run with id {0} exists already")]
+    Exists(String),
+    /// No run has this id.
+    #[error("no run has id {0}")]
+    NotFound(String),
+    /// The lease expired or another worker holds the run now.
+    #[error("the lease on run {0} is no longer held")]
+    LeaseLost(String),
+    /// Events must continue the run's numbering without a gap.
+    #[error("run {run}: expected event {expected}, got {got}")]
+    OutOfOrder {
+        run: String,
+        expected: u64,
+        got: u64,
+    },
+    /// The store could not be reached or failed; the operation may be retried.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// What the store holds cannot be read.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a new run, queued for a worker. Fails with `Exists` if the id is taken.
+    async fn create(&self, run: NewRun) -> Result<(), StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError>;
+
+    /// The run's events with `seq > after`, in order, at most `limit`.
+    async fn events(&self, id: &str, after: u64, limit: usize)
+        -> Result<Vec<RunEvent>, StoreError>;
+
+    /// Runs newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Takes the oldest run that waits for a worker (never claimed, released, or whose lease
+    /// expired) and leases it to `worker` for `ttl`.
+    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Lease>, StoreError>;
+
+    /// Extends a lease that is still held.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Gives a run back at once (a worker that stops); a finished run stays finished.
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Appends events under a held lease, atomically: all or none. They must continue the
+    /// run's numbering. A `RunFinished` event takes the run out of the queue for good.
+    async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError>;
+}
+
+/// A driver's events written to the store under its lease (the first destination of a worker's
+/// events: what was not stored was not published).
+pub struct Journal {
+    pub store: Arc<dyn Store>,
+    pub lease: Lease,
+}
+
+#[async_trait]
+impl Publish for Journal {
+    async fn publish(&mut self, events: &[RunEvent]) -> Result<(), PublishError> {
+        match self.store.append(&self.lease, events).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::LeaseLost(run)) => Err(PublishError::LeaseLost(run)),
+            Err(e) => Err(PublishError::Store(e.to_string())),
+        }
+    }
+}

@@ -32,11 +32,35 @@ pub struct Now {
 }
 
 impl Now {
-    /// The time now, by tokio's clock (which tests can pause and advance).
+    /// The time now: tokio's clock (which tests can pause and advance) and the wall clock.
     pub fn current() -> Now {
         Now {
             instant: tokio::time::Instant::now().into_std(),
             wall: SystemTime::now(),
+        }
+    }
+}
+
+/// The clock of one drive: the wall clock read once at the start, then advanced by tokio's
+/// monotonic clock, so that event times follow timers (and virtual time in tests).
+struct Clock {
+    instant: tokio::time::Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            instant: tokio::time::Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let instant = tokio::time::Instant::now();
+        Now {
+            instant: instant.into_std(),
+            wall: self.wall + instant.duration_since(self.instant),
         }
     }
 }
@@ -168,6 +192,8 @@ impl<'p> Driver<'p> {
         let mut launched: HashSet<(JobId, u32)> = HashSet::new();
         let mut in_flight: HashMap<JobId, (u32, Option<String>)> = HashMap::new();
         let mut retry_at: HashMap<JobId, SystemTime> = HashMap::new();
+        let mut decided: HashSet<JobId> = HashSet::new();
+        let mut finished = false;
         let note = |actions: &mut Vec<Action>, launched: &mut HashSet<(JobId, u32)>| {
             for a in actions.drain(..) {
                 if let Action::Launch { job, attempt } = a {
@@ -216,9 +242,11 @@ impl<'p> Driver<'p> {
                     d.scheduler.cancel(&mut actions);
                     note(&mut actions, &mut launched);
                 }
-                EventKind::RunStarted { .. }
-                | EventKind::JobDecided { .. }
-                | EventKind::RunFinished { .. } => {}
+                EventKind::JobDecided { job, .. } => {
+                    decided.insert(*job);
+                }
+                EventKind::RunFinished { .. } => finished = true,
+                EventKind::RunStarted { .. } => {}
             }
         }
         // Attempts that were running: started again; stopped at once if the run was cancelled.
@@ -257,12 +285,22 @@ impl<'p> Driver<'p> {
                     let wait = at.duration_since(now.wall).unwrap_or_default();
                     d.add_timer(now.instant + wait, Timer::RetryDue(job));
                 }
-                JobState::Done(outcome) if !d.run.jobs[job].status.is_terminal() => {
-                    let why = d.why(job, outcome);
+                JobState::Done(outcome) if !decided.contains(&job) => {
+                    // A job that ran says why through its last attempt.
+                    let ran = d.run.jobs[job]
+                        .attempts
+                        .last()
+                        .is_some_and(|a| a.status.is_terminal() && a.status == outcome.into());
+                    let why = if ran { None } else { d.why(job, outcome) };
                     d.backlog.push(EventKind::JobDecided { job, outcome, why });
                 }
                 _ => {}
             }
+        }
+        if d.scheduler.is_finished() && !finished {
+            d.backlog.push(EventKind::RunFinished {
+                outcome: d.scheduler.outcome_so_far(),
+            });
         }
         Ok(d)
     }
@@ -682,7 +720,8 @@ pub async fn drive<E: Executor + Send>(
     commands: &mut mpsc::UnboundedReceiver<Command>,
     publish: &mut dyn Publish,
 ) -> Result<(), DriveError> {
-    driver.begin(Now::current());
+    let clock = Clock::start();
+    driver.begin(clock.now());
     let mut commands_open = true;
     loop {
         // Carry out what was decided; a start that fails decides more.
@@ -717,7 +756,7 @@ pub async fn drive<E: Executor + Send>(
                                 resume: resume.as_ref().map(|h| h.as_deref()),
                             })
                             .await;
-                        driver.started(job, attempt, outcome, Now::current());
+                        driver.started(job, attempt, outcome, clock.now());
                     }
                     Effect::Stop {
                         job,
@@ -751,13 +790,13 @@ pub async fn drive<E: Executor + Send>(
                         Ok(location) => result.log = location,
                         Err(e) => driver.output_lost(job, attempt, e.to_string()),
                     }
-                    driver.ended(job, attempt, result, Now::current());
+                    driver.ended(job, attempt, result, clock.now());
                 }
                 None => return Err(DriveError::ExecutorStopped),
             },
-            _ = sleep_until(deadline) => driver.tick(Now::current()),
+            _ = sleep_until(deadline) => driver.tick(clock.now()),
             command = commands.recv(), if commands_open => match command {
-                Some(Command::Cancel) => driver.cancel(Now::current()),
+                Some(Command::Cancel) => driver.cancel(clock.now()),
                 None => commands_open = false,
             },
         }

@@ -2,7 +2,7 @@
 //! that panic on a violation. [`store_conformance!`](crate::store_conformance) turns them into
 //! one test each for an implementation:
 //!
-//! ```ignore
+//! ```text
 //! chainr_runtime::store_conformance!(async { MyStore::open_for_tests().await });
 //! ```
 //!
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 /// A pipeline of three jobs named `NAME`.
 pub fn pipeline(name: &str) -> ir::Pipeline {
     let src = format!(
-        "pipeline {name} {{\n  job a {{ image = \"busybox\" run = \"true\" }}\n  job b {{ image = \"busybox\" run = \"true\" after a }}\n  job c {{ image = \"busybox\" run = \"true\" after b }}\n}}\n"
+        "pipeline {name} {{\n  job a {{ image = \"busybox\" run = \"true\" }}\n  job b after a {{ image = \"busybox\" run = \"true\" }}\n  job c after b {{ image = \"busybox\" run = \"true\" }}\n}}\n"
     );
     let out = chainr_compiler::compile(&src, &Default::default());
     out.pipeline.expect("the conformance pipeline compiles")

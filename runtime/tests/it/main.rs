@@ -1,5 +1,8 @@
 //! Tests of the runtime as a library: the scheduler against a reference model, scenarios of
-//! cancel, fail-fast and concurrency, and its cost on large pipelines.
+//! cancel, fail-fast and concurrency; the driver with a scripted executor in virtual time
+//! (timers, stops, events, replay and resume); the store conformance suite on the memory store.
 
+mod driver;
 mod scheduler_model;
 mod scheduler_scenarios;
+mod store;

@@ -9,14 +9,14 @@ use proptest::prelude::*;
 use std::collections::HashSet;
 
 #[derive(Clone, Debug)]
-struct Spec {
+pub(crate) struct Spec {
     deps: Vec<(usize, bool)>,
     tree: Option<Tree>,
     allow_failure: bool,
     finally: bool,
     retries: u32,
     /// Result of each attempt; attempts beyond the list succeed.
-    results: Vec<AttemptEnd>,
+    pub(crate) results: Vec<AttemptEnd>,
 }
 
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ fn tree(targets: Vec<usize>) -> BoxedStrategy<Tree> {
     .boxed()
 }
 
-fn pipeline_specs() -> impl Strategy<Value = Vec<Spec>> {
+pub(crate) fn pipeline_specs() -> impl Strategy<Value = Vec<Spec>> {
     (1usize..10).prop_flat_map(|n| {
         let jobs: Vec<BoxedStrategy<Spec>> = (0..n)
             .map(|i| {
@@ -89,7 +89,7 @@ fn pipeline_specs() -> impl Strategy<Value = Vec<Spec>> {
 }
 
 /// Drops references that the language forbids (a non-finally job waiting for a finally one).
-fn legal(mut specs: Vec<Spec>) -> Vec<Spec> {
+pub(crate) fn legal(mut specs: Vec<Spec>) -> Vec<Spec> {
     let finally: Vec<bool> = specs.iter().map(|s| s.finally).collect();
     for s in specs.iter_mut() {
         if s.finally {
@@ -113,7 +113,7 @@ fn mentions_finally(t: &Tree, finally: &[bool]) -> bool {
     }
 }
 
-fn name(i: usize) -> String {
+pub(crate) fn name(i: usize) -> String {
     format!("j{i}")
 }
 
@@ -133,7 +133,7 @@ fn to_condition(t: &Tree) -> Condition {
     }
 }
 
-fn to_ir(specs: &[Spec]) -> ir::Pipeline {
+pub(crate) fn to_ir(specs: &[Spec]) -> ir::Pipeline {
     let mut jobs = indexmap::IndexMap::new();
     for (i, s) in specs.iter().enumerate() {
         let mut job = ir::Job::new("busybox", "true");

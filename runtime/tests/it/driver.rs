@@ -1,0 +1,536 @@
+//! The driver with a scripted executor, in virtual time (tokio's paused clock): the loop's
+//! decisions (timers, stops and their escalation, cancel, retries, the end of the run) and its
+//! events; the Run document as a fold of the events; a run resumed from a prefix of its events.
+
+use crate::scheduler_model::{legal, pipeline_specs, to_ir};
+use chainr_compiler::ir;
+use chainr_runtime::driver::{drive, Command, Driver, DriverOptions, Now, Publish, PublishError};
+use chainr_runtime::event::{AttemptResult, EventKind, Reason, RunEvent};
+use chainr_runtime::log::{LogKey, MemoryLogs};
+use chainr_runtime::scheduler::{AttemptEnd, JobId};
+use chainr_runtime::store::{Journal, MemoryStore, NewRun, Store};
+use chainr_runtime::{AttemptSpec, ExecEvent, Executor, Run, Status};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How a scripted attempt behaves.
+#[derive(Clone, Debug)]
+struct Script {
+    takes: Duration,
+    end: AttemptEnd,
+    /// Ignores a graceful stop; only a forced one ends it.
+    stubborn: bool,
+}
+
+/// An executor that plays scripts: every attempt prints a line and ends after its time.
+struct Fake {
+    names: Vec<String>,
+    script: Box<dyn Fn(&str, u32) -> Script + Send>,
+    due: BTreeMap<(Instant, u64), (JobId, u32, AttemptResult)>,
+    seq: u64,
+    running: HashMap<JobId, (u32, bool)>,
+    most_at_once: usize,
+    starts: Vec<(String, u32, Option<Option<String>>)>,
+    stops: Vec<(String, u32, bool, Duration)>,
+    began: Instant,
+    queue: std::collections::VecDeque<ExecEvent>,
+}
+
+impl Fake {
+    fn new(p: &ir::Pipeline, script: impl Fn(&str, u32) -> Script + Send + 'static) -> Fake {
+        Fake {
+            names: p.jobs.keys().cloned().collect(),
+            script: Box::new(script),
+            due: BTreeMap::new(),
+            seq: 0,
+            running: HashMap::new(),
+            most_at_once: 0,
+            starts: Vec::new(),
+            stops: Vec::new(),
+            began: Instant::now(),
+            queue: Default::default(),
+        }
+    }
+
+    fn end_at(&mut self, at: Instant, job: JobId, attempt: u32, result: AttemptResult) {
+        self.due
+            .retain(|_, (j, a, _)| !(*j == job && *a == attempt));
+        self.seq += 1;
+        self.due.insert((at, self.seq), (job, attempt, result));
+    }
+}
+
+impl Executor for Fake {
+    fn kill_grace(&self) -> Option<Duration> {
+        Some(Duration::from_secs(3))
+    }
+
+    async fn start(&mut self, a: AttemptSpec<'_>) -> Result<Option<String>, String> {
+        self.starts.push((
+            a.name.to_string(),
+            a.attempt,
+            a.resume.map(|h| h.map(str::to_string)),
+        ));
+        let s = (self.script)(a.name, a.attempt);
+        self.running.insert(a.job, (a.attempt, s.stubborn));
+        self.most_at_once = self.most_at_once.max(self.running.len());
+        let result = match s.end {
+            AttemptEnd::Succeeded => AttemptResult::succeeded(),
+            AttemptEnd::Failed => AttemptResult::exited(3),
+            AttemptEnd::Errored => AttemptResult::errored(Reason::CouldNotStart("scripted".into())),
+            AttemptEnd::Cancelled => AttemptResult::cancelled(),
+        };
+        self.end_at(Instant::now() + s.takes, a.job, a.attempt, result);
+        Ok(Some(format!("{}#{}", a.name, a.attempt)))
+    }
+
+    async fn stop(&mut self, job: JobId, attempt: u32, force: bool) {
+        let since = Instant::now() - self.began;
+        self.stops
+            .push((self.names[job].clone(), attempt, force, since));
+        let Some(&(a, stubborn)) = self.running.get(&job) else {
+            return;
+        };
+        if a == attempt && (force || !stubborn) {
+            let signal = if force { 9 } else { 15 };
+            let r = AttemptResult::new(AttemptEnd::Failed, None, Some(Reason::Signal(signal)));
+            self.end_at(Instant::now() + Duration::from_millis(5), job, attempt, r);
+        }
+    }
+
+    async fn next(&mut self) -> Option<ExecEvent> {
+        if let Some(e) = self.queue.pop_front() {
+            return Some(e);
+        }
+        // Nothing scheduled: wait (for a start, a stop or the driver's timers).
+        let Some((&key, _)) = self.due.first_key_value() else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(key.0).await;
+        let (job, attempt, result) = self.due.remove(&key)?;
+        self.running.remove(&job);
+        // Output first, then the end, as executors report them.
+        self.queue.push_back(ExecEvent::Ended {
+            job,
+            attempt,
+            result,
+        });
+        Some(ExecEvent::Output {
+            job,
+            attempt,
+            bytes: format!("{} attempt {attempt}\n", self.names[job]).into_bytes(),
+        })
+    }
+}
+
+fn ok(takes_ms: u64) -> Script {
+    Script {
+        takes: Duration::from_millis(takes_ms),
+        end: AttemptEnd::Succeeded,
+        stubborn: false,
+    }
+}
+
+fn pipeline(body: &str) -> ir::Pipeline {
+    let src =
+        format!("pipeline t {{\n defaults {{ image = \"busybox\" run = \"true\" }}\n{body}\n}}");
+    let out = chainr_compiler::compile(&src, &Default::default());
+    assert!(!out.has_errors(), "{:?}", out.diagnostics);
+    out.pipeline.unwrap()
+}
+
+/// Keeps every event it is given.
+#[derive(Default)]
+struct Recorder(Vec<RunEvent>);
+
+#[async_trait::async_trait]
+impl Publish for Recorder {
+    async fn publish(&mut self, events: &[RunEvent]) -> Result<(), PublishError> {
+        self.0.extend_from_slice(events);
+        Ok(())
+    }
+}
+
+struct Outcome {
+    run: Run,
+    events: Vec<RunEvent>,
+    fake: Fake,
+    logs: MemoryLogs,
+}
+
+async fn run_with(
+    p: &ir::Pipeline,
+    fake: Fake,
+    concurrency: Option<usize>,
+    commands: Vec<(Duration, Command)>,
+) -> Outcome {
+    let mut fake = fake;
+    let logs = MemoryLogs::new();
+    let mut driver = Driver::new(
+        "run-1",
+        p,
+        DriverOptions {
+            concurrency,
+            kill_grace: fake.kill_grace(),
+        },
+    )
+    .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for (after, c) in commands {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(c);
+        });
+    }
+    drop(tx);
+    let mut recorder = Recorder::default();
+    drive(&mut driver, &mut fake, &logs, &mut rx, &mut recorder)
+        .await
+        .unwrap();
+    Outcome {
+        run: driver.into_run(),
+        events: recorder.0,
+        fake,
+        logs,
+    }
+}
+
+fn status(run: &Run, job: &str) -> Status {
+    run.jobs.iter().find(|j| j.name == job).unwrap().status
+}
+
+fn reason(run: &Run, job: &str) -> Option<String> {
+    run.jobs
+        .iter()
+        .find(|j| j.name == job)
+        .unwrap()
+        .reason
+        .clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_numbered_and_fold_into_the_returned_document() {
+    let p = pipeline("job a {}\n job b after a {}\n job c after b.failed {}");
+    let fake = Fake::new(&p, |_, _| ok(100));
+    let o = run_with(&p, fake, None, vec![]).await;
+    let seqs: Vec<u64> = o.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=o.events.len() as u64).collect::<Vec<_>>());
+    assert!(matches!(
+        o.events[0].kind,
+        EventKind::RunStarted { resumed: false }
+    ));
+    assert!(matches!(
+        o.events.last().unwrap().kind,
+        EventKind::RunFinished { .. }
+    ));
+    assert_eq!(o.run, Run::replay("run-1".into(), &p, &o.events));
+    assert_eq!(o.run.status, Status::Successful);
+    assert_eq!(status(&o.run, "c"), Status::Skipped);
+    assert_eq!(
+        reason(&o.run, "c").as_deref(),
+        Some("its condition was false")
+    );
+    // b started only after a ended: 100 ms of virtual time apart.
+    let a = &o.run.jobs[0].attempts[0];
+    let b = &o.run.jobs[1].attempts[0];
+    assert_eq!(
+        b.started_at.duration_since(a.started_at).unwrap(),
+        Duration::from_millis(100)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_stops_gracefully_then_by_force_and_says_timed_out() {
+    let p = pipeline("job slow { timeout = 2s }\n job stubborn { timeout = 2s }");
+    let fake = Fake::new(&p, |name, _| Script {
+        takes: Duration::from_secs(60),
+        end: AttemptEnd::Succeeded,
+        stubborn: name == "stubborn",
+    });
+    let o = run_with(&p, fake, None, vec![]).await;
+    assert_eq!(status(&o.run, "slow"), Status::Failed);
+    assert_eq!(
+        reason(&o.run, "slow").as_deref(),
+        Some("timed out after 2s")
+    );
+    assert_eq!(
+        reason(&o.run, "stubborn").as_deref(),
+        Some("timed out after 2s")
+    );
+    let stops: Vec<(&str, bool, u64)> = o
+        .fake
+        .stops
+        .iter()
+        .map(|(n, _, f, at)| (n.as_str(), *f, at.as_secs()))
+        .collect();
+    // Graceful at the timeout; forced after the grace period only for the one that ignored it.
+    assert_eq!(
+        stops,
+        [
+            ("slow", false, 2),
+            ("stubborn", false, 2),
+            ("stubborn", true, 5)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_stops_running_jobs_and_finally_still_runs() {
+    let p = pipeline("job a {}\n job b after a {}\n finally { job cleanup {} }");
+    let fake = Fake::new(&p, |_, _| ok(10_000));
+    let o = run_with(
+        &p,
+        fake,
+        None,
+        vec![(Duration::from_secs(1), Command::Cancel)],
+    )
+    .await;
+    assert_eq!(o.run.status, Status::Cancelled);
+    assert_eq!(status(&o.run, "a"), Status::Cancelled);
+    assert_eq!(reason(&o.run, "a").as_deref(), Some("cancelled"));
+    assert_eq!(status(&o.run, "b"), Status::Cancelled);
+    assert_eq!(
+        reason(&o.run, "b").as_deref(),
+        Some("the run was cancelled before it started")
+    );
+    assert_eq!(status(&o.run, "cleanup"), Status::Successful);
+    assert!(o
+        .events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::CancelRequested { again: false })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_wait_their_backoff_and_the_run_ends_when_the_last_attempt_does() {
+    let p = pipeline("job flaky { retries = 2 backoff = 1s }");
+    let fake = Fake::new(&p, |_, attempt| Script {
+        takes: Duration::from_millis(10),
+        end: if attempt < 3 {
+            AttemptEnd::Failed
+        } else {
+            AttemptEnd::Succeeded
+        },
+        stubborn: false,
+    });
+    let o = run_with(&p, fake, None, vec![]).await;
+    let delays: Vec<u64> = o
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::RetryScheduled { delay_ms, .. } => Some(delay_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [1000, 2000]);
+    let attempts = &o.run.jobs[0].attempts;
+    assert_eq!(attempts.len(), 3);
+    let gap = attempts[2]
+        .started_at
+        .duration_since(attempts[1].finished_at.unwrap())
+        .unwrap();
+    assert_eq!(gap, Duration::from_secs(2));
+    assert_eq!(o.run.status, Status::Successful);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_is_respected_and_output_reaches_the_log_sink() {
+    let p = pipeline("job a {}\n job b {}\n job c {}\n job d {}");
+    let fake = Fake::new(&p, |_, _| ok(50));
+    let o = run_with(&p, fake, Some(2), vec![]).await;
+    assert_eq!(o.fake.most_at_once, 2);
+    assert_eq!(o.run.status, Status::Successful);
+    let key = LogKey {
+        run: "run-1".into(),
+        job: "a".into(),
+        attempt: 1,
+    };
+    assert_eq!(o.logs.text(&key).as_deref(), Some("a attempt 1\n"));
+    assert_eq!(
+        o.run.jobs[0].attempts[0].log.as_deref(),
+        Some("memory:run-1/a.1")
+    );
+}
+
+/// Runs `p` with results from the scheduler model's spec, stopping after `cut` events have been
+/// published (a worker that crashed), then resumes from those events with a fresh executor.
+async fn crash_and_resume(
+    p: &ir::Pipeline,
+    plan: Vec<Vec<AttemptEnd>>,
+    cut: usize,
+) -> (Run, Fake, Vec<RunEvent>) {
+    let script = move |plan: Vec<Vec<AttemptEnd>>| {
+        move |name: &str, attempt: u32| {
+            let i: usize = name[1..].parse().unwrap();
+            Script {
+                takes: Duration::from_millis(10 + 7 * i as u64),
+                end: plan[i]
+                    .get(attempt as usize - 1)
+                    .copied()
+                    .unwrap_or(AttemptEnd::Succeeded),
+                stubborn: false,
+            }
+        }
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    store
+        .create(NewRun {
+            id: "r".into(),
+            pipeline: p.clone(),
+            submitter: None,
+            created_at: std::time::SystemTime::now(),
+        })
+        .await
+        .unwrap();
+    let lease = store
+        .claim("w1", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    // The first worker publishes `cut` events and then stops, as if killed.
+    struct Crash {
+        journal: Journal,
+        left: usize,
+    }
+    #[async_trait::async_trait]
+    impl Publish for Crash {
+        async fn publish(&mut self, events: &[RunEvent]) -> Result<(), PublishError> {
+            let n = events.len().min(self.left);
+            self.left -= n;
+            self.journal.publish(&events[..n]).await?;
+            if self.left == 0 {
+                return Err(PublishError::Store("killed".into()));
+            }
+            Ok(())
+        }
+    }
+    let mut first = Fake::new(p, script(plan.clone()));
+    let mut driver = Driver::new("r", p, DriverOptions::default()).unwrap();
+    let (_tx, mut rx) = mpsc::unbounded_channel();
+    let mut crash = Crash {
+        journal: Journal {
+            store: store.clone(),
+            lease: lease.clone(),
+        },
+        left: cut,
+    };
+    let logs = MemoryLogs::new();
+    let _ = drive(&mut driver, &mut first, &logs, &mut rx, &mut crash).await;
+    drop(driver);
+    store.release(&lease).await.unwrap();
+    // Another worker takes it over and continues from the stored events.
+    let lease = store
+        .claim("w2", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store.events("r", 0, usize::MAX).await.unwrap();
+    let mut second = Fake::new(p, script(plan));
+    let mut driver =
+        Driver::resume("r", p, DriverOptions::default(), &stored, Now::current()).unwrap();
+    let mut journal = Journal {
+        store: store.clone(),
+        lease,
+    };
+    // In virtual time a driver that waits for nothing would wait forever: a day is a hang.
+    let resumed = tokio::time::timeout(
+        Duration::from_secs(86_400),
+        drive(&mut driver, &mut second, &logs, &mut rx, &mut journal),
+    )
+    .await;
+    assert!(
+        matches!(resumed, Ok(Ok(()))),
+        "the resumed run did not finish: {resumed:?}\nstored: {stored:#?}\nafter: {:#?}",
+        driver.run()
+    );
+    let run = driver.into_run();
+    assert_eq!(store.get("r").await.unwrap().unwrap().run, run);
+    (run, second, stored)
+}
+
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+
+    /// Replaying a finished run's events, through their JSON form, gives its document.
+    #[test]
+    fn replaying_the_events_gives_the_document(specs in pipeline_specs()) {
+        let specs = legal(specs);
+        let p = to_ir(&specs);
+        let plan: Vec<Vec<AttemptEnd>> = specs.iter().map(|s| s.results.clone()).collect();
+        let o = paused().block_on(async {
+            let fake = Fake::new(&p, move |name, attempt| {
+                let i: usize = name[1..].parse().unwrap();
+                Script {
+                    takes: Duration::from_millis(5 + i as u64),
+                    end: plan[i].get(attempt as usize - 1).copied().unwrap_or(AttemptEnd::Succeeded),
+                    stubborn: false,
+                }
+            });
+            run_with(&p, fake, Some(3), vec![]).await
+        });
+        let json = serde_json::to_string(&o.events).unwrap();
+        let back: Vec<RunEvent> = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(Run::replay("run-1".into(), &p, &back), o.run.clone());
+        prop_assert!(o.run.status.is_terminal());
+    }
+
+    /// A run cut short after any number of events and resumed by another driver ends as an
+    /// uninterrupted run does; no job decided before the cut runs again, and attempts in flight
+    /// at the cut are started again with the handle they had.
+    #[test]
+    fn a_resumed_run_ends_as_an_uninterrupted_one(specs in pipeline_specs(), cut in any::<usize>()) {
+        let specs = legal(specs);
+        let p = to_ir(&specs);
+        let plan: Vec<Vec<AttemptEnd>> = specs.iter().map(|s| s.results.clone()).collect();
+        let whole = paused().block_on(async {
+            let plan = plan.clone();
+            let fake = Fake::new(&p, move |name, attempt| {
+                let i: usize = name[1..].parse().unwrap();
+                Script {
+                    takes: Duration::from_millis(10 + 7 * i as u64),
+                    end: plan[i].get(attempt as usize - 1).copied().unwrap_or(AttemptEnd::Succeeded),
+                    stubborn: false,
+                }
+            });
+            run_with(&p, fake, None, vec![]).await
+        });
+        // Cut anywhere before the last event (a run whose events were all stored is finished).
+        let cut = 1 + cut % (whole.events.len() - 1).max(1);
+        prop_assume!(cut < whole.events.len());
+        let (resumed, second, stored) = paused().block_on(crash_and_resume(&p, plan, cut));
+        let outcomes = |r: &Run| r.jobs.iter().map(|j| (j.name.clone(), j.status)).collect::<Vec<_>>();
+        prop_assert_eq!(outcomes(&resumed), outcomes(&whole.run));
+        prop_assert_eq!(resumed.status, whole.run.status);
+        let decided_before: Vec<String> = stored.iter().filter_map(|e| match e.kind {
+            EventKind::JobDecided { job, .. } => Some(format!("j{job}")),
+            _ => None,
+        }).collect();
+        for (name, _, _) in &second.starts {
+            prop_assert!(!decided_before.contains(name), "{} ran again after it was decided", name);
+        }
+        let mut in_flight: HashMap<usize, (u32, Option<String>)> = HashMap::new();
+        for e in &stored {
+            match &e.kind {
+                EventKind::AttemptStarted { job, attempt, handle } => { in_flight.insert(*job, (*attempt, handle.clone())); }
+                EventKind::AttemptEnded { job, .. } => { in_flight.remove(job); }
+                _ => {}
+            }
+        }
+        for (job, (attempt, handle)) in in_flight {
+            let restarted = second.starts.iter().find(|(n, a, _)| *n == format!("j{job}") && *a == attempt);
+            prop_assert_eq!(restarted.map(|s| s.2.clone()), Some(Some(handle)));
+        }
+    }
+}

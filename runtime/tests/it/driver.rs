@@ -26,10 +26,13 @@ struct Script {
     stubborn: bool,
 }
 
+/// Which script an attempt (job name, attempt number) plays.
+type Scripts = Box<dyn Fn(&str, u32) -> Script + Send>;
+
 /// An executor that plays scripts: every attempt prints a line and ends after its time.
 struct Fake {
     names: Vec<String>,
-    script: Box<dyn Fn(&str, u32) -> Script + Send>,
+    script: Scripts,
     due: BTreeMap<(Instant, u64), (JobId, u32, AttemptResult)>,
     seq: u64,
     running: HashMap<JobId, (u32, bool)>,

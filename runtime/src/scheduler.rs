@@ -109,8 +109,8 @@ pub struct Options {
 }
 
 /// The first retry waits the job's backoff (default 1s); each next one twice as long, capped.
-pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub const DEFAULT_BACKOFF: Duration = chainr_compiler::limits::DEFAULT_BACKOFF.as_std();
+pub const MAX_BACKOFF: Duration = chainr_compiler::limits::MAX_BACKOFF.as_std();
 
 pub struct Scheduler {
     jobs: Vec<Job>,

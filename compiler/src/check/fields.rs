@@ -5,6 +5,7 @@ use super::{Checker, HashMap, Scope};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::fields::{self, FieldKind, PULL_POLICIES, RESOURCE_KEYS};
 use crate::ir;
+use crate::limits;
 use crate::syntax::*;
 use crate::types::{Type, Value};
 use crate::units::{self, Duration};
@@ -144,20 +145,24 @@ impl<'a> Checker<'a> {
                         ("run", Value::Str(s)) => f.run = Some(s),
                         ("retries", Value::Int(n)) => f.retries = n as u32,
                         ("backoff", Value::Duration(d)) => {
-                            if d > Duration::from_secs(300) {
+                            if d > limits::MAX_BACKOFF {
+                                let cap = limits::MAX_BACKOFF;
                                 self.diags.push(
                                     Diagnostic::warning(
                                         "W0004",
-                                        format!("a backoff of {d} is above the 5m cap"),
+                                        format!("a backoff of {d} is above the {cap} cap"),
                                     )
-                                    .primary(e.value.span, "retries never wait longer than 5m")
-                                    .help("use at most 5m"),
+                                    .primary(
+                                        e.value.span,
+                                        format!("retries never wait longer than {cap}"),
+                                    )
+                                    .help(format!("use at most {cap}")),
                                 );
                             }
                             f.backoff = Some(d)
                         }
                         ("timeout", Value::Duration(d)) => {
-                            if d.millis == 0 {
+                            if d < limits::MIN_TIMEOUT {
                                 self.diags.push(
                                     Diagnostic::error("E0213", "a timeout of zero")
                                         .primary(e.value.span, "every attempt would be killed at once")

@@ -4,6 +4,7 @@
 use super::{lower, Checker, Decl, HashMap, HashSet, JobFields, Scope, TemplateInfo};
 use crate::diagnostic::Diagnostic;
 use crate::ir;
+use crate::limits;
 use crate::syntax::*;
 use crate::types::{Type, Value};
 use crate::units;
@@ -115,10 +116,13 @@ impl<'a> Checker<'a> {
                     return Vec::new();
                 }
                 let count = b as i128 - a as i128;
-                if count > 10_000 {
+                if count > i128::from(limits::MAX_FANOUT) {
                     self.diags.push(
                         Diagnostic::error("E0503", format!("this fan-out makes {count} jobs"))
-                            .primary(f.span, "more than 10000 instances")
+                            .primary(
+                                f.span,
+                                format!("more than {} instances", limits::MAX_FANOUT),
+                            )
                             .help("split the work into fewer, larger shards"),
                     );
                     return Vec::new();
@@ -218,7 +222,7 @@ impl<'a> Checker<'a> {
         let mut safe: HashMap<String, (usize, &str)> = HashMap::default();
         for (i, d) in decls.iter().enumerate() {
             for inst in &d.instances {
-                if inst.len() > 253 {
+                if inst.len() > limits::MAX_JOB_NAME_LEN {
                     // The IR's limit (E0906): what compiles must be valid IR.
                     let mut cut = 40;
                     while !inst.is_char_boundary(cut) {
@@ -231,7 +235,11 @@ impl<'a> Checker<'a> {
                         )
                         .primary(
                             d.job.name.span,
-                            format!("makes a name of {} bytes; at most 253", inst.len()),
+                            format!(
+                                "makes a name of {} bytes; at most {}",
+                                inst.len(),
+                                limits::MAX_JOB_NAME_LEN
+                            ),
                         )
                         .help("use a shorter name (a fan-out adds `-VALUE` to it)"),
                     );

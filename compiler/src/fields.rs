@@ -150,15 +150,9 @@ pub const RESOURCE_KEYS: [&str; 2] = ["cpu", "memory"];
 
 pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
-/// The outcomes a condition can test, in the order users read them.
-pub const OUTCOMES: [&str; 6] = [
-    "succeeded",
-    "failed",
-    "errored",
-    "skipped",
-    "cancelled",
-    "done",
-];
+/// The outcomes a condition can test, in the order users read them (defined in
+/// [`crate::outcome`]).
+pub use crate::outcome::WORDS as OUTCOMES;
 
 pub fn job_field(name: &str) -> Option<&'static Field> {
     JOB_FIELDS.iter().find(|f| f.name == name)

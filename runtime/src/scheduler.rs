@@ -11,20 +11,9 @@ use std::time::Duration;
 /// Index of a job in the pipeline (IR order).
 pub type JobId = usize;
 
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Exit code 0.
-    Succeeded,
-    /// Non-zero exit code, or killed by its timeout.
-    Failed,
-    /// Could not run (executor error, image pull failure, ...).
-    Errored,
-    /// Its condition was false.
-    Skipped,
-    /// The run was cancelled before it finished.
-    Cancelled,
-}
+/// How a job ended (the compiler defines the outcomes and what conditions ask of them).
+pub use chainr_compiler::outcome::Outcome;
+use chainr_compiler::outcome::OutcomeTest as Test;
 
 /// How one attempt ended, as the executor saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,18 +68,6 @@ enum Cond {
     Any(Vec<Cond>),
     Not(Box<Cond>),
     Is(JobId, Test),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Test {
-    /// `dependsOn: [{job}]` / `after x`: succeeded, or failed or errored with allowFailure.
-    Ok,
-    Succeeded,
-    Failed,
-    Errored,
-    Skipped,
-    Cancelled,
-    Done,
 }
 
 struct Job {
@@ -170,7 +147,7 @@ impl Scheduler {
                     if d.on_failure() {
                         Test::Failed
                     } else {
-                        Test::Ok
+                        Test::Bare
                     },
                 ));
             }
@@ -488,19 +465,7 @@ impl Scheduler {
                 let JobState::Done(o) = self.state[*j] else {
                     return false;
                 };
-                match test {
-                    Test::Ok => {
-                        o == Outcome::Succeeded
-                            || (self.jobs[*j].allow_failure
-                                && matches!(o, Outcome::Failed | Outcome::Errored))
-                    }
-                    Test::Succeeded => o == Outcome::Succeeded,
-                    Test::Failed => o == Outcome::Failed,
-                    Test::Errored => o == Outcome::Errored,
-                    Test::Skipped => o == Outcome::Skipped,
-                    Test::Cancelled => o == Outcome::Cancelled,
-                    Test::Done => true,
-                }
+                test.holds(o, self.jobs[*j].allow_failure)
             }
         }
     }

@@ -3,8 +3,8 @@
 
 use super::{Checker, Decl, HashMap};
 use crate::diagnostic::{did_you_mean, Diagnostic};
-use crate::fields::OUTCOMES;
 use crate::graph::find_cycles;
+use crate::outcome::{self, Outcome, OutcomeTest};
 use crate::syntax::*;
 
 impl<'a> Checker<'a> {
@@ -23,25 +23,16 @@ impl<'a> Checker<'a> {
         for (target, outcome) in refs {
             let name = target.name.as_str();
             if let Some(o) = outcome {
-                if !OUTCOMES.contains(&o.name.as_str()) {
+                if OutcomeTest::from_word(&o.name).is_none() {
                     ok = false;
-                    let alias = match o.name.as_str() {
-                        "success" | "succeed" | "successful" | "ok" | "passed" => Some("succeeded"),
-                        "failure" | "fail" | "error" | "err" => Some(if o.name.starts_with('e') {
-                            "errored"
-                        } else {
-                            "failed"
-                        }),
-                        "canceled" | "cancel" => Some("cancelled"),
-                        "skip" => Some("skipped"),
-                        "finished" | "completed" | "complete" | "always" | "any" => Some("done"),
-                        other => did_you_mean(other, OUTCOMES),
-                    };
                     let mut d = Diagnostic::error("E0104", format!("unknown outcome `{}`", o.name))
                         .primary(o.span, "not an outcome");
-                    d = match alias {
+                    d = match OutcomeTest::suggest(&o.name) {
                         Some(s) => d.help(format!("did you mean `{name}.{s}`?")).fix(o.span, s),
-                        None => d.help("the outcomes are succeeded, failed, errored, skipped, cancelled and done"),
+                        None => {
+                            let (last, others) = outcome::WORDS.split_last().expect("outcomes");
+                            d.help(format!("the outcomes are {} and {last}", others.join(", ")))
+                        }
                     };
                     self.diags.push(d);
                 }
@@ -116,19 +107,23 @@ impl<'a> Checker<'a> {
             return;
         }
         let n = jobs.len();
+        // Every combination of outcomes of the jobs named, as indices into `Outcome::ALL`.
         let mut assignment = vec![0usize; n];
         loop {
             if eval_cond(cond, &|name: &str| {
                 let t = by_name[name];
                 let i = jobs.binary_search(&t).expect("referenced job");
-                (assignment[i], decls[t].allow_failure.iter().any(|&a| a))
+                (
+                    Outcome::ALL[assignment[i]],
+                    decls[t].allow_failure.iter().any(|&a| a),
+                )
             }) {
                 return;
             }
             let mut k = 0;
             while k < n {
                 assignment[k] += 1;
-                if assignment[k] < 5 {
+                if assignment[k] < Outcome::ALL.len() {
                     break;
                 }
                 assignment[k] = 0;
@@ -181,13 +176,6 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Outcome indices used by [`eval_cond`]: succeeded, failed, errored, skipped, cancelled.
-const SUCCEEDED: usize = 0;
-const FAILED: usize = 1;
-const ERRORED: usize = 2;
-const SKIPPED: usize = 3;
-const CANCELLED: usize = 4;
-
 fn has_not_or_or(c: &Cond) -> bool {
     match c {
         Cond::Ref { .. } => false,
@@ -196,19 +184,14 @@ fn has_not_or_or(c: &Cond) -> bool {
     }
 }
 
-fn eval_cond(c: &Cond, outcome_of: &dyn Fn(&str) -> (usize, bool)) -> bool {
+/// Whether a condition holds, given each named job's outcome and `allow_failure`.
+fn eval_cond(c: &Cond, outcome_of: &dyn Fn(&str) -> (Outcome, bool)) -> bool {
     match c {
         Cond::Ref { job, outcome, .. } => {
             let (o, allow_failure) = outcome_of(&job.name);
-            match outcome.as_ref().map(|o| o.name.as_str()) {
-                None => o == SUCCEEDED || (allow_failure && (o == FAILED || o == ERRORED)),
-                Some("succeeded") => o == SUCCEEDED,
-                Some("failed") => o == FAILED,
-                Some("errored") => o == ERRORED,
-                Some("skipped") => o == SKIPPED,
-                Some("cancelled") => o == CANCELLED,
-                _ => true,
-            }
+            // Only checked conditions get here: every word is an outcome.
+            OutcomeTest::of(outcome.as_ref().map(|o| o.name.as_str()))
+                .is_none_or(|t| t.holds(o, allow_failure))
         }
         Cond::Not(c, _) => !eval_cond(c, outcome_of),
         Cond::And(cs, _) => cs.iter().all(|c| eval_cond(c, outcome_of)),

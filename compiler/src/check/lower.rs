@@ -3,6 +3,7 @@
 
 use super::{Decl, HashMap, HashSet, JobFields};
 use crate::ir;
+use crate::outcome::{bare_after_accepts, Outcome, OutcomeTest};
 use crate::syntax::*;
 
 /// A job's IR from its checked fields; its conditions are added by [`jobs`].
@@ -60,9 +61,10 @@ fn lower_condition(
     for c in conjuncts {
         if let Cond::Ref { job, outcome, .. } = c {
             let d = &decls[by_name[job.name.as_str()]];
-            let o = outcome.as_ref().map(|o| o.name.as_str());
-            let plain =
-                o.is_none() || (o == Some("succeeded") && !d.allow_failure.iter().any(|&a| a));
+            let t = test_of(outcome);
+            // `{"job": x}` in `dependsOn` means what a bare `after x` means.
+            let plain = t == OutcomeTest::Bare
+                || (t == OutcomeTest::Succeeded && !d.allow_failure.iter().any(|&a| a));
             if plain {
                 depends_on.extend(d.instances.iter().map(|i| ir::Dependency {
                     job: i.clone(),
@@ -70,7 +72,7 @@ fn lower_condition(
                 }));
                 continue;
             }
-            if o == Some("failed") && !d.fanned {
+            if t == OutcomeTest::Failed && !d.fanned {
                 depends_on.push(ir::Dependency {
                     job: d.instances[0].clone(),
                     conditions: Some(ir::DependencyConditions { failure: true }),
@@ -123,41 +125,57 @@ fn lower(c: &Cond, decls: &[Decl], by_name: &HashMap<&str, usize>) -> ir::Condit
                     C::Any(cs)
                 }
             };
-            match outcome.as_ref().map(|o| o.name.as_str()) {
-                None if d.allow_failure.iter().any(|&a| a) => all(d
+            match test_of(outcome) {
+                // Spelled out with the outcomes a bare `after` accepts of a job with
+                // `allow_failure`.
+                OutcomeTest::Bare if d.allow_failure.iter().any(|&a| a) => all(d
                     .instances
                     .iter()
                     .zip(&d.allow_failure)
                     .map(|(i, &allowed)| {
-                        if allowed {
-                            C::Any(vec![
-                                C::Succeeded(i.clone()),
-                                C::Failed(i.clone()),
-                                C::Errored(i.clone()),
-                            ])
-                        } else {
-                            C::Succeeded(i.clone())
-                        }
+                        let accepted: Vec<C> = Outcome::ALL
+                            .into_iter()
+                            .filter(|&o| bare_after_accepts(o, allowed))
+                            .map(|o| is(o, i.clone()))
+                            .collect();
+                        any(accepted)
                     })
                     .collect()),
-                None | Some("succeeded") => all(each(C::Succeeded)),
-                Some("failed") => any(each(C::Failed)),
-                Some("skipped") => all(each(C::Skipped)),
-                Some("done") => all(each(C::Done)),
+                OutcomeTest::Bare | OutcomeTest::Succeeded => all(each(C::Succeeded)),
+                OutcomeTest::Failed => any(each(C::Failed)),
+                OutcomeTest::Skipped => all(each(C::Skipped)),
+                OutcomeTest::Done => all(each(C::Done)),
                 // A group is errored when an instance errored and none failed; cancelled when one
                 // was cancelled and none failed or errored.
-                Some("errored") if d.fanned => all(vec![
+                OutcomeTest::Errored if d.fanned => all(vec![
                     C::Not(Box::new(any(each(C::Failed)))),
                     any(each(C::Errored)),
                 ]),
-                Some("errored") => C::Errored(d.instances[0].clone()),
-                Some(_) if d.fanned => all(vec![
+                OutcomeTest::Errored => C::Errored(d.instances[0].clone()),
+                OutcomeTest::Cancelled if d.fanned => all(vec![
                     C::Not(Box::new(any(each(C::Failed)))),
                     C::Not(Box::new(any(each(C::Errored)))),
                     any(each(C::Cancelled)),
                 ]),
-                Some(_) => C::Cancelled(d.instances[0].clone()),
+                OutcomeTest::Cancelled => C::Cancelled(d.instances[0].clone()),
             }
         }
+    }
+}
+
+/// What a reference in a checked condition tests. Unknown words are E0104, so lowering never
+/// sees one; the fallback only keeps this function total.
+fn test_of(outcome: &Option<Ident>) -> OutcomeTest {
+    OutcomeTest::of(outcome.as_ref().map(|o| o.name.as_str())).unwrap_or(OutcomeTest::Done)
+}
+
+/// The IR condition that a job ended with `o`.
+fn is(o: Outcome, job: String) -> ir::Condition {
+    match o {
+        Outcome::Succeeded => ir::Condition::Succeeded(job),
+        Outcome::Failed => ir::Condition::Failed(job),
+        Outcome::Errored => ir::Condition::Errored(job),
+        Outcome::Skipped => ir::Condition::Skipped(job),
+        Outcome::Cancelled => ir::Condition::Cancelled(job),
     }
 }

@@ -22,6 +22,7 @@ mod graph;
 pub mod index;
 pub mod ir;
 pub mod limits;
+pub mod names;
 pub mod outcome;
 pub mod parse;
 pub mod syntax;

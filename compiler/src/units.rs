@@ -217,16 +217,6 @@ pub fn check_image(image: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The name a job takes in Kubernetes labels and object names: lower case, `_` and `.` as `-`.
-pub fn kubernetes_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

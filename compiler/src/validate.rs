@@ -6,6 +6,7 @@ use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::graph::find_cycles;
 use crate::ir::Pipeline;
 use crate::limits;
+use crate::names;
 use crate::syntax::Span;
 use crate::units;
 use std::collections::HashMap;
@@ -157,14 +158,17 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 ),
             ));
         }
-        let k = units::kubernetes_name(name);
+        // Exactly the runtime's derivation: names collide only when they really are equal.
+        let k = names::job_segment(name);
         if let Some(other) = safe.insert(k.clone(), name) {
             diags.push(at(
                 Diagnostic::error(
                     "E0907",
                     format!("the job names `{other}` and `{name}` collide in Kubernetes"),
                 )
-                .help(format!("both become `{k}`; rename one of them")),
+                .help(format!(
+                    "both get Kubernetes Job names with `{k}` (the first characters of the name and a short hash of all of it); rename one of them"
+                )),
                 src,
                 name,
                 "collides",
@@ -182,9 +186,7 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
             ));
         }
         for key in job.env.keys().chain(job.secret_env.keys()) {
-            let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid || key.starts_with("CHAINR_") {
+            if !names::is_env_name(key) || key.starts_with(names::RESERVED_ENV_PREFIX) {
                 diags.push(at(
                     Diagnostic::error(
                         "E0908",

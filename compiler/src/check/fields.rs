@@ -6,6 +6,7 @@ use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::fields::{self, FieldKind, PULL_POLICIES, RESOURCE_KEYS};
 use crate::ir;
 use crate::limits;
+use crate::names;
 use crate::syntax::*;
 use crate::types::{Type, Value};
 use crate::units::{self, Duration};
@@ -301,7 +302,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if field != "node_selector" {
-                if !is_env_name(key) {
+                if !names::is_env_name(key) {
                     let mut d = Diagnostic::error(
                         "E0209",
                         format!("`{key}` is not a valid environment variable name"),
@@ -314,7 +315,7 @@ impl<'a> Checker<'a> {
                         .chars()
                         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                         .collect();
-                    if is_env_name(&fixed) {
+                    if names::is_env_name(&fixed) {
                         d = d
                             .help(format!("did you mean `{fixed}`?"))
                             .fix(entry.key.span, fixed);
@@ -322,7 +323,7 @@ impl<'a> Checker<'a> {
                     self.diags.push(d);
                     continue;
                 }
-                if key.starts_with("CHAINR_") {
+                if key.starts_with(names::RESERVED_ENV_PREFIX) {
                     self.diags.push(
                         Diagnostic::error("E0212", format!("`{key}` is reserved"))
                             .primary(entry.key.span, "chainr sets the CHAINR_ variables itself")
@@ -438,9 +439,4 @@ impl JobFields {
             self.present |= 1 << i;
         }
     }
-}
-
-fn is_env_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -5,9 +5,9 @@ use super::{lower, Checker, Decl, HashMap, HashSet, JobFields, Scope, TemplateIn
 use crate::diagnostic::Diagnostic;
 use crate::ir;
 use crate::limits;
+use crate::names;
 use crate::syntax::*;
 use crate::types::{Type, Value};
-use crate::units;
 
 impl<'a> Checker<'a> {
     /// Checks one job's fields and expands its fan-out; returns the instance names and IR jobs.
@@ -215,8 +215,8 @@ impl<'a> Checker<'a> {
         out
     }
 
-    /// Job names must stay distinct once made Kubernetes-safe, and instance names must not
-    /// collide with other jobs.
+    /// Job names must stay distinct in Kubernetes ([`names::job_segment`]), and instance names
+    /// must not collide with other jobs.
     pub(super) fn check_names(&mut self, decls: &[Decl]) {
         let mut exact: HashMap<&str, usize> = HashMap::default();
         let mut safe: HashMap<String, (usize, &str)> = HashMap::default();
@@ -257,15 +257,24 @@ impl<'a> Checker<'a> {
                     continue;
                 }
                 exact.insert(inst, i);
-                let k = units::kubernetes_name(inst);
+                // Exactly the runtime's derivation: names collide only when they really are equal.
+                let k = names::job_segment(inst);
                 match safe.get(&k) {
                     Some(&(j, other)) if other != inst.as_str() => {
-                        self.diags.push(
-                            Diagnostic::error("E0105", format!("the job names `{other}` and `{inst}` collide in Kubernetes"))
-                                .primary(d.job.name.span, format!("both become `{k}` in Kubernetes"))
-                                .secondary(decls[j].job.name.span, "the other job")
-                                .help("Kubernetes names are lower case, with `-` for `_` and `.`; rename one of them"),
+                        let mut diag = Diagnostic::error(
+                            "E0105",
+                            format!("the job names `{other}` and `{inst}` collide in Kubernetes"),
+                        )
+                        .primary(
+                            d.job.name.span,
+                            format!("both get Kubernetes Job names with `{k}`"),
                         );
+                        if j != i {
+                            diag = diag.secondary(decls[j].job.name.span, "the other job");
+                        }
+                        self.diags.push(diag.help(
+                            "a Job name keeps the first characters of a job's name and a short hash of all of it, and these agree: rename one of them",
+                        ));
                     }
                     Some(_) => {}
                     None => {

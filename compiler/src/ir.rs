@@ -2,7 +2,7 @@
 //!
 //! A superset of the original chainr format: every pipeline the original accepted
 //! (`{"kind": "Pipeline", "jobs": {NAME: {"image", "run", "dependsOn"}}}`) deserializes unchanged
-//! and means the same. Unknown fields are rejected, as the original did. [`crate::validate_ir`]
+//! and means the same. Unknown fields are rejected, as the original did. [`crate::validate_json`]
 //! checks IR that arrives as JSON with the same rigour as source (names, dependencies, cycles).
 
 use crate::units::Duration;

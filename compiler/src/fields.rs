@@ -1,6 +1,8 @@
 //! The fields a job, `defaults` and a template may set, and the pipeline's settings: their
 //! names, types and documentation (shared by the checker, docs and editors).
 
+use crate::limits;
+
 /// What a field holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {
@@ -51,7 +53,10 @@ pub const JOB_FIELDS: &[Field] = &[
     },
     Field {
         name: "retries",
-        kind: FieldKind::Int { min: 0, max: 100 },
+        kind: FieldKind::Int {
+            min: limits::RETRIES.min,
+            max: limits::RETRIES.max,
+        },
         ty: "int",
         doc: "Extra attempts after a failed or errored attempt (not after skipped or cancelled). Default 0.",
     },
@@ -132,7 +137,10 @@ pub const SETTINGS: &[Field] = &[
     },
     Field {
         name: "concurrency",
-        kind: FieldKind::Int { min: 1, max: 100_000 },
+        kind: FieldKind::Int {
+            min: limits::CONCURRENCY.min,
+            max: limits::CONCURRENCY.max,
+        },
         ty: "int",
         doc: "At most this many jobs of a run at once.",
     },
@@ -142,15 +150,9 @@ pub const RESOURCE_KEYS: [&str; 2] = ["cpu", "memory"];
 
 pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
-/// The outcomes a condition can test, in the order users read them.
-pub const OUTCOMES: [&str; 6] = [
-    "succeeded",
-    "failed",
-    "errored",
-    "skipped",
-    "cancelled",
-    "done",
-];
+/// The outcomes a condition can test, in the order users read them (defined in
+/// [`crate::outcome`]).
+pub use crate::outcome::WORDS as OUTCOMES;
 
 pub fn job_field(name: &str) -> Option<&'static Field> {
     JOB_FIELDS.iter().find(|f| f.name == name)

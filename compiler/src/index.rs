@@ -2,6 +2,7 @@
 //! templates and local names, and what each place in the text is, for editors (go to
 //! definition, references, rename, hover, highlighting). Pure and independent of any protocol.
 
+use crate::outcome::OutcomeTest;
 use crate::syntax::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,8 +42,14 @@ pub enum Occurrence {
     Field(String),
     /// A pipeline setting's key (`fail_fast`, ...).
     Setting(String),
-    /// An outcome in a condition (`failed` in `x.failed`), with the job it is about.
-    Outcome { job: Option<usize>, name: String },
+    /// An outcome in a condition (`failed` in `x.failed`), with the job it is about and what it
+    /// tests (`None` when the word is not an outcome; the words and their meaning are in
+    /// [`crate::outcome`]).
+    Outcome {
+        job: Option<usize>,
+        name: String,
+        test: Option<OutcomeTest>,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -261,6 +268,7 @@ impl Builder {
                         Occurrence::Outcome {
                             job: id,
                             name: o.name.clone(),
+                            test: OutcomeTest::from_word(&o.name),
                         },
                     ));
                 }
@@ -336,7 +344,8 @@ mod tests {
             outcome.1,
             Occurrence::Outcome {
                 job: Some(a),
-                name: "failed".into()
+                name: "failed".into(),
+                test: Some(OutcomeTest::Failed),
             }
         );
         // `${x}` in the body and `x = ...` where the template is used.

@@ -2,7 +2,7 @@
 //!
 //! A superset of the original chainr format: every pipeline the original accepted
 //! (`{"kind": "Pipeline", "jobs": {NAME: {"image", "run", "dependsOn"}}}`) deserializes unchanged
-//! and means the same. Unknown fields are rejected, as the original did. [`crate::validate_ir`]
+//! and means the same. Unknown fields are rejected, as the original did. [`crate::validate_json`]
 //! checks IR that arrives as JSON with the same rigour as source (names, dependencies, cycles).
 
 use crate::units::Duration;
@@ -32,7 +32,7 @@ pub struct Pipeline {
     pub fail_fast: bool,
     /// At most this many jobs of one run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = crate::limits::CONCURRENCY.min, max = crate::limits::CONCURRENCY.max))]
     pub concurrency: Option<u32>,
     /// The jobs by name, in source order.
     #[serde(deserialize_with = "unique_jobs")]
@@ -84,7 +84,7 @@ pub struct Job {
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_zero"
     )]
-    #[schemars(range(max = 100))]
+    #[schemars(range(max = crate::limits::RETRIES.max))]
     pub retries: u32,
     /// Wait before the first retry; doubles after each, capped at 5m. Default 1s.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,11 +9,11 @@ pub struct Duration {
 }
 
 impl Duration {
-    pub fn from_secs(s: u64) -> Duration {
+    pub const fn from_secs(s: u64) -> Duration {
         Duration { millis: s * 1000 }
     }
 
-    pub fn as_std(self) -> std::time::Duration {
+    pub const fn as_std(self) -> std::time::Duration {
         std::time::Duration::from_millis(self.millis)
     }
 
@@ -63,7 +63,7 @@ impl Duration {
             last_rank = rank;
             total += number * millis;
         }
-        if total > 365.0 * 86_400_000.0 {
+        if total > crate::limits::MAX_DURATION.millis as f64 {
             return Err("a duration longer than a year is surely a mistake".into());
         }
         Ok(Duration {
@@ -215,16 +215,6 @@ pub fn check_image(image: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The name a job takes in Kubernetes labels and object names: lower case, `_` and `.` as `-`.
-pub fn kubernetes_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::graph::find_cycles;
 use crate::ir::Pipeline;
+use crate::limits;
+use crate::names;
 use crate::syntax::Span;
 use crate::units;
 use std::collections::HashMap;
@@ -126,15 +128,22 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
         .collect();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); p.jobs.len()];
     let mut safe: HashMap<String, &str> = HashMap::new();
-    if p.concurrency == Some(0) {
+    if let Some(c) = p
+        .concurrency
+        .filter(|&c| !limits::CONCURRENCY.contains(c.into()))
+    {
+        let range = limits::CONCURRENCY;
         diags.push(Diagnostic::error(
             "E0910",
-            "`concurrency` must be at least 1",
+            format!(
+                "`concurrency` {c} is out of range ({} to {})",
+                range.min, range.max
+            ),
         ));
     }
     for (i, (name, job)) in p.jobs.iter().enumerate() {
         if name.is_empty()
-            || name.len() > 253
+            || name.len() > limits::MAX_JOB_NAME_LEN
             || name
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '/')
@@ -143,17 +152,23 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 Diagnostic::error("E0906", format!("invalid job name {name:?}")),
                 src,
                 name,
-                "job names are 1 to 253 characters, without spaces or `/`",
+                format!(
+                    "job names are 1 to {} bytes, without spaces or `/`",
+                    limits::MAX_JOB_NAME_LEN
+                ),
             ));
         }
-        let k = units::kubernetes_name(name);
+        // Exactly the runtime's derivation: names collide only when they really are equal.
+        let k = names::job_segment(name);
         if let Some(other) = safe.insert(k.clone(), name) {
             diags.push(at(
                 Diagnostic::error(
                     "E0907",
                     format!("the job names `{other}` and `{name}` collide in Kubernetes"),
                 )
-                .help(format!("both become `{k}`; rename one of them")),
+                .help(format!(
+                    "both get Kubernetes Job names with `{k}` (the first characters of the name and a short hash of all of it); rename one of them"
+                )),
                 src,
                 name,
                 "collides",
@@ -171,9 +186,7 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
             ));
         }
         for key in job.env.keys().chain(job.secret_env.keys()) {
-            let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid || key.starts_with("CHAINR_") {
+            if !names::is_env_name(key) || key.starts_with(names::RESERVED_ENV_PREFIX) {
                 diags.push(at(
                     Diagnostic::error(
                         "E0908",
@@ -201,7 +214,7 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 diags.push(at(d, src, name, "in this job"));
             }
         }
-        if job.timeout.is_some_and(|t| t.0.millis == 0) {
+        if job.timeout.is_some_and(|t| t.0 < limits::MIN_TIMEOUT) {
             diags.push(at(
                 Diagnostic::error(
                     "E0910",
@@ -212,13 +225,15 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
                 "in this job",
             ));
         }
-        if job.retries > 100 {
+        if !limits::RETRIES.contains(job.retries.into()) {
             diags.push(at(
                 Diagnostic::error(
                     "E0910",
                     format!(
-                        "job `{name}`: {} retries is out of range (0 to 100)",
-                        job.retries
+                        "job `{name}`: {} retries is out of range ({} to {})",
+                        job.retries,
+                        limits::RETRIES.min,
+                        limits::RETRIES.max
                     ),
                 ),
                 src,

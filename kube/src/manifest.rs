@@ -29,57 +29,9 @@ pub struct Attempt<'a> {
     pub ttl_after_finished: i32,
 }
 
-/// A short hash of a name (FNV-1a: stable across builds, so a Job re-created by another chainrc
-/// version after a crash gets the same name), to keep derived names distinct.
-fn short_hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:06x}", h & 0xff_ffff)
-}
-
-/// Lower case, `-` for anything not alphanumeric, no leading, trailing or doubled `-`,
-/// at most `max` characters.
-fn dns_part(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-        if out.len() >= max {
-            break;
-        }
-    }
-    out.trim_end_matches('-').to_string()
-}
-
-/// The Job's name: `chainr-RUN8-JOB-HASH-ATTEMPT`, a DNS-1123 label of at most 63 characters
-/// (it is copied into the `job-name` label of its pods), distinct for distinct job names.
-pub fn job_object_name(run_id: &str, job: &str, attempt: u32) -> String {
-    let run = dns_part(run_id, 8);
-    let part = dns_part(job, 30);
-    let part = if part.is_empty() {
-        "job".to_string()
-    } else {
-        part
-    };
-    format!("chainr-{run}-{part}-{}-{attempt}", short_hash(job))
-}
-
-/// The value of the `chainr.io/job` label: a valid label value for any job name.
-pub fn job_label(job: &str) -> String {
-    let part = dns_part(job, 48);
-    format!(
-        "{}-{}",
-        if part.is_empty() { "job" } else { &part },
-        short_hash(job)
-    )
-}
+/// The Job's name and the `chainr.io/job` label: the compiler derives them, so that what it
+/// reports as colliding is exactly what collides here.
+pub use chainr_compiler::names::{job_label, job_object_name};
 
 pub fn labels(run_id: &str, job: &str, attempt: u32) -> BTreeMap<String, String> {
     BTreeMap::from([

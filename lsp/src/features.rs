@@ -236,21 +236,14 @@ pub fn references(doc: &Document, offset: usize, with_declaration: bool) -> Vec<
     out
 }
 
-/// The edits that rename the symbol at `offset`; `Err` when the new name is not an identifier.
+/// The edits that rename the symbol at `offset`; `Err` when the new name is not an identifier
+/// or is a keyword.
 pub fn rename(
     doc: &Document,
     offset: usize,
     new_name: &str,
 ) -> Result<Vec<(Span, String)>, String> {
-    let valid = new_name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && new_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !valid {
-        return Err(format!(
-            "`{new_name}` is not a name: use letters, digits, `_` and `-`, starting with a letter"
-        ));
-    }
+    chainr_compiler::names::check_new_name(new_name)?;
     let spans = references(doc, offset, true);
     Ok(spans
         .into_iter()
@@ -827,6 +820,17 @@ mod tests {
         for (text, want) in cases {
             let at = text.find("$0").unwrap();
             assert_eq!(context(&text.replace("$0", ""), at), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn rename_refuses_keywords_and_non_names() {
+        let text = "pipeline p {\n  job a { image = \"b\" run = \"r\" }\n  job b after a { image = \"b\" run = \"r\" }\n}\n";
+        let doc = Document::new(text.to_string(), 0);
+        let at = text.find("job a").unwrap() + 4;
+        assert_eq!(rename(&doc, at, "build").map(|e| e.len()), Ok(2));
+        for bad in ["after", "in", "true", "2fast", "a b"] {
+            assert!(rename(&doc, at, bad).is_err(), "{bad}");
         }
     }
 }

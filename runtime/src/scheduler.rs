@@ -11,21 +11,9 @@ use std::time::Duration;
 /// Index of a job in the pipeline (IR order).
 pub type JobId = usize;
 
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    /// Exit code 0.
-    Succeeded,
-    /// Non-zero exit code, or killed by its timeout.
-    Failed,
-    /// Could not run (executor error, image pull failure, ...).
-    Errored,
-    /// Its condition was false.
-    Skipped,
-    /// The run was cancelled before it finished.
-    Cancelled,
-}
+/// How a job ended (the compiler defines the outcomes and what conditions ask of them).
+pub use chainr_compiler::outcome::Outcome;
+use chainr_compiler::outcome::OutcomeTest as Test;
 
 /// How one attempt ended, as the executor saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,18 +73,6 @@ enum Cond {
     Is(JobId, Test),
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Test {
-    /// `dependsOn: [{job}]` / `after x`: succeeded, or failed or errored with allowFailure.
-    Ok,
-    Succeeded,
-    Failed,
-    Errored,
-    Skipped,
-    Cancelled,
-    Done,
-}
-
 struct Job {
     cond: Option<Cond>,
     retries: u32,
@@ -113,8 +89,8 @@ pub struct Options {
 }
 
 /// The first retry waits the job's backoff (default 1s); each next one twice as long, capped.
-pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub const DEFAULT_BACKOFF: Duration = chainr_compiler::limits::DEFAULT_BACKOFF.as_std();
+pub const MAX_BACKOFF: Duration = chainr_compiler::limits::MAX_BACKOFF.as_std();
 
 pub struct Scheduler {
     jobs: Vec<Job>,
@@ -174,7 +150,7 @@ impl Scheduler {
                     if d.on_failure() {
                         Test::Failed
                     } else {
-                        Test::Ok
+                        Test::Bare
                     },
                 ));
             }
@@ -492,19 +468,7 @@ impl Scheduler {
                 let JobState::Done(o) = self.state[*j] else {
                     return false;
                 };
-                match test {
-                    Test::Ok => {
-                        o == Outcome::Succeeded
-                            || (self.jobs[*j].allow_failure
-                                && matches!(o, Outcome::Failed | Outcome::Errored))
-                    }
-                    Test::Succeeded => o == Outcome::Succeeded,
-                    Test::Failed => o == Outcome::Failed,
-                    Test::Errored => o == Outcome::Errored,
-                    Test::Skipped => o == Outcome::Skipped,
-                    Test::Cancelled => o == Outcome::Cancelled,
-                    Test::Done => true,
-                }
+                test.holds(o, self.jobs[*j].allow_failure)
             }
         }
     }

@@ -1,5 +1,5 @@
-//! End-to-end tests of `chainrc`: snapshots of every example and error fixture, and the CLI as a
-//! user drives it.
+//! End-to-end tests of `chainrc`: snapshots of every example and error fixture, the CLI as a
+//! user drives it, and checks that the docs match the repository (`tidy`).
 
 mod cli;
 mod kube;
@@ -7,3 +7,4 @@ mod lsp;
 mod lsp_client;
 mod run;
 mod snapshots;
+mod tidy;

@@ -236,3 +236,45 @@ fn a_param_used_in_its_own_default_says_so() {
     let d = out.diagnostics.iter().find(|d| d.code == "E0309").unwrap();
     assert_eq!(d.labels[0].message, "used in its own default");
 }
+
+/// Kubernetes names carry a hash of the whole job name, so names that differ only in case or in
+/// `_` and `-` get distinct Jobs and compile; only names whose derived Kubernetes names really
+/// are equal collide (E0105 in source, E0907 in IR JSON).
+#[test]
+fn only_real_kubernetes_name_collisions_are_errors() {
+    let jobs = ir(
+        "job build_it { run = \"a\" }\njob build-it { run = \"b\" }\njob Build-It { run = \"c\" }",
+    );
+    assert_eq!(jobs.as_object().unwrap().len(), 3);
+    let ir_json = r#"{"kind": "Pipeline", "jobs": {"my_job": {"image": "busybox", "run": "a"}, "my-job": {"image": "busybox", "run": "b"}}}"#;
+    let out = chainr_compiler::compile_json(ir_json);
+    assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+
+    // Two names that agree on their first 27 characters and whose hashes collide.
+    let (a, b) = (
+        "export_customer_orders_to_warehouse_32879",
+        "export_customer_orders_to_warehouse_41464",
+    );
+    assert_eq!(
+        chainr_compiler::names::job_object_name("run", a, 1),
+        chainr_compiler::names::job_object_name("run", b, 1)
+    );
+    let src = format!(
+        "pipeline t {{\n  defaults {{ image = \"busybox\" }}\n  job {a} {{ run = \"a\" }}\n  job {b} {{ run = \"b\" }}\n}}\n"
+    );
+    let codes: Vec<&str> = compile(&src, &Params::default())
+        .diagnostics
+        .iter()
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(codes, ["E0105"]);
+    let ir_json = format!(
+        r#"{{"kind": "Pipeline", "jobs": {{"{a}": {{"image": "busybox", "run": "a"}}, "{b}": {{"image": "busybox", "run": "b"}}}}}}"#
+    );
+    let codes: Vec<&str> = chainr_compiler::compile_json(&ir_json)
+        .diagnostics
+        .iter()
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(codes, ["E0907"]);
+}

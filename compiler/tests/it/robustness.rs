@@ -419,3 +419,17 @@ fn joining_a_line_to_a_comment_is_re_parsed_from_scratch() {
         Some(re) => assert_eq!(format!("{:?}", re.file), format!("{:?}", full.file)),
     }
 }
+
+proptest! {
+    /// `names::is_identifier` is the grammar's `ident`: a word is a valid name exactly when the
+    /// parser takes it as a job's name.
+    #[test]
+    fn the_identifier_rule_is_the_grammars(word in "[a-zA-Z0-9_.$é -]{1,6}") {
+        let src = format!("pipeline p {{\n  job {word} {{ image = \"busybox\" run = \"x\" }}\n}}\n");
+        let parsed = chainr_compiler::parse::parse(&src);
+        let takes_it = parsed.errors.is_empty()
+            && parsed.file.items.len() == 1
+            && matches!(&parsed.file.items[0], chainr_compiler::syntax::Item::Job(j) if j.name.name == word);
+        prop_assert_eq!(chainr_compiler::names::is_identifier(&word), takes_it, "{:?}", word);
+    }
+}

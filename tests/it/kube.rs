@@ -47,15 +47,12 @@ impl Cluster {
     fn command(&self, file: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("chainrc").unwrap();
         cmd.env("KUBECONFIG", &self.kubeconfig)
-            .args([
-                "run",
-                "--kube",
-                "--format",
-                "json",
-                "--waiting-grace",
-                "1",
-                "--logs",
-            ])
+            .args(["run", "--kube", "--format", "json"]);
+        // A short grace for stuck pods, unless the test sets its own.
+        if !extra.contains(&"--waiting-grace") {
+            cmd.args(["--waiting-grace", "1"]);
+        }
+        cmd.arg("--logs")
             .arg(self.dir.path().join("logs"))
             .args(extra)
             .arg(file)
@@ -149,6 +146,33 @@ fn the_seed_example_and_a_fallback_run_as_kubernetes_jobs_with_their_logs() {
         );
         assert_eq!(j.spec.as_ref().unwrap().backoff_limit, Some(0));
     }
+}
+
+/// An image that cannot be pulled, in a job whose timeout comes before the grace period for
+/// stuck pods: the timeout ends the attempt, and its reason says why the pod never started.
+#[test]
+fn a_timeout_before_the_pull_grace_says_the_pod_never_started() {
+    let c = cluster();
+    c.api.script_image("pull-fail.example", Behaviour::PullFail);
+    let file = c.file(
+        "p.chainr",
+        r#"pipeline p {
+  job unpullable { image = "pull-fail.example/nope:1" run = "true" timeout = 2s }
+}"#,
+    );
+    let (code, doc) = c.run(&file, &["--waiting-grace", "120"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(status(&doc, "unpullable"), "FAILED");
+    let reason = job(&doc, "unpullable")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.starts_with("timed out after 2s"), "{reason}");
+    assert!(
+        reason.contains("ErrImagePull") || reason.contains("ImagePullBackOff"),
+        "{reason}"
+    );
+    assert!(reason.contains("never started"), "{reason}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! - the scheduler alone on `layered 10000` and `chain 10000` with an instant in-process
 //!   executor: time and peak memory.
 //!
-//! `cargo bench --bench run`; `CHAINR_BENCH_RUNS=N` sets the timed runs of each command (default 7).
+//! `cargo bench --bench run`; `CHAINR_BENCH_RUNS=N` sets the timed runs of each command (default 7);
+//! `CHAINR_BENCH_BASELINE=PATH` also times another `chainrc` binary (an earlier build) side by side.
 
 mod workload;
 
@@ -148,25 +149,38 @@ fn main() {
     println!(
         "\nlayered 1000 of `true`, two at a time, whole commands ({runs} runs each, median (min))"
     );
-    let chainr = time_command(runs, &dir, || {
-        let mut c = Command::new(exe);
-        c.args([
-            "run",
-            "--concurrency",
-            "2",
-            "--format",
-            "json",
-            "--logs",
-            "logs",
-            "pipeline.chainr",
-        ]);
-        c
-    });
+    let run_with = |exe: &str| {
+        time_command(runs, &dir, || {
+            let mut c = Command::new(exe);
+            c.args([
+                "run",
+                "--concurrency",
+                "2",
+                "--format",
+                "json",
+                "--logs",
+                "logs",
+                "pipeline.chainr",
+            ]);
+            c
+        })
+    };
+    let chainr = run_with(exe);
     println!(
         "  chainrc run --concurrency 2   {:>8.1} ms ({:>6.1})",
         ms(chainr.0),
         ms(chainr.1)
     );
+    // Another build of chainrc (an earlier commit, say), measured in the same run.
+    let baseline = std::env::var("CHAINR_BENCH_BASELINE").ok().map(|path| {
+        let t = run_with(&path);
+        println!(
+            "  baseline chainrc ({path})\n                                {:>8.1} ms ({:>6.1})",
+            ms(t.0),
+            ms(t.1)
+        );
+        t
+    });
     let reference = |tool: &str, args: &[&str]| {
         if !installed(tool) {
             println!("  {tool} not installed: skipped");
@@ -198,6 +212,12 @@ fn main() {
         println!(
             "  chainrc run / ninja -j2  {:>5.2}x",
             ms(chainr.0) / ms(n.0)
+        );
+    }
+    if let Some(b) = baseline {
+        println!(
+            "  chainrc run / baseline   {:>5.2}x",
+            ms(chainr.0) / ms(b.0)
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

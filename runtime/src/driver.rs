@@ -253,17 +253,7 @@ impl<'p> Driver<'p> {
         let mut in_flight: Vec<_> = in_flight.into_iter().collect();
         in_flight.sort_by_key(|(job, _)| *job);
         for (job, (attempt, handle)) in in_flight {
-            d.live[job] = Some(Live {
-                attempt,
-                stop: None,
-                output_lost: None,
-            });
-            d.effects.push(Effect::Start {
-                job,
-                attempt,
-                extra_env: finally_env(&d.scheduler, &d.names, d.specs[job]),
-                resume: Some(handle),
-            });
+            d.launch(job, attempt, Some(handle));
             let cancelled = d.cancels > 1 || (d.cancels == 1 && !d.specs[job].finally);
             if cancelled {
                 d.stop(job, StopReason::Cancel, now);
@@ -541,6 +531,21 @@ impl<'p> Driver<'p> {
         self.events.push(event);
     }
 
+    /// Asks the executor to start an attempt (`resume`: again, after an earlier driver).
+    fn launch(&mut self, job: JobId, attempt: u32, resume: Option<Option<String>>) {
+        self.live[job] = Some(Live {
+            attempt,
+            stop: None,
+            output_lost: None,
+        });
+        self.effects.push(Effect::Start {
+            job,
+            attempt,
+            extra_env: finally_env(&self.scheduler, &self.names, self.specs[job]),
+            resume,
+        });
+    }
+
     fn stop(&mut self, job: JobId, reason: StopReason, now: Now) {
         let grace = self.kill_grace;
         let Some(Some(live)) = self.live.get_mut(job) else {
@@ -583,19 +588,7 @@ impl<'p> Driver<'p> {
             let action = self.actions[i].clone();
             i += 1;
             match action {
-                Action::Launch { job, attempt } => {
-                    self.live[job] = Some(Live {
-                        attempt,
-                        stop: None,
-                        output_lost: None,
-                    });
-                    self.effects.push(Effect::Start {
-                        job,
-                        attempt,
-                        extra_env: finally_env(&self.scheduler, &self.names, self.specs[job]),
-                        resume: None,
-                    });
-                }
+                Action::Launch { job, attempt } => self.launch(job, attempt, None),
                 Action::Retry {
                     job,
                     attempt,

@@ -21,6 +21,7 @@ pub mod format;
 mod graph;
 pub mod index;
 pub mod ir;
+pub mod lex;
 pub mod parse;
 pub mod syntax;
 pub mod types;

@@ -3,6 +3,7 @@
 
 use super::{skip_trivia, Grammar, Rule, ITEM_KEYWORDS};
 use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::lex::{self, Token, TokenKind};
 use crate::syntax::*;
 use pest::Parser as _;
 
@@ -13,51 +14,46 @@ const MAX_NESTING: usize = 256;
 /// The first place where brackets (or a run of `!`) nest deeper than [`MAX_NESTING`], outside
 /// strings and comments.
 pub(super) fn too_deep(src: &str) -> Option<Diagnostic> {
-    let bytes = src.as_bytes();
-    let mut depth = 0usize;
-    let mut bangs = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            b'!' => bangs += 1,
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i = src[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 2);
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = src[i..].find('\n').map_or(bytes.len(), |n| i + n);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = src[i + 2..]
-                    .find("*/")
-                    .map_or(bytes.len(), |n| i + 2 + n + 1);
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            _ => bangs = 0,
+    let mut nesting = Nesting::default();
+    let t = lex::tokens(src).find(|t| nesting.count(src, t))?;
+    Some(
+        Diagnostic::error("E0007", "nesting too deep")
+            .primary(
+                Span::char_at(src, t.start),
+                format!("more than {MAX_NESTING} levels of brackets or `!` here"),
+            )
+            .help("simplify the expression; no pipeline needs this much nesting"),
+    )
+}
+
+/// Open brackets and the current run of `!`, token by token.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Nesting {
+    /// Brackets open (`(`, `[`, `{`); a closing one too many is ignored.
+    pub depth: usize,
+    bangs: usize,
+}
+
+impl Nesting {
+    /// Counts a token; true when brackets and `!` now nest deeper than [`MAX_NESTING`]. Blanks,
+    /// comments and strings leave a run of `!` going.
+    pub fn count(&mut self, src: &str, t: &Token) -> bool {
+        match t.kind {
+            TokenKind::Punct => match src.as_bytes()[t.start] {
+                b'(' | b'[' | b'{' => self.depth += 1,
+                b')' | b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                b'!' => self.bangs += 1,
+                _ => self.bangs = 0,
+            },
+            TokenKind::Whitespace
+            | TokenKind::LineComment
+            | TokenKind::BlockComment { .. }
+            | TokenKind::Str { .. }
+            | TokenKind::TextBlock { .. } => {}
+            TokenKind::Word | TokenKind::Number | TokenKind::Other => self.bangs = 0,
         }
-        if depth + bangs > MAX_NESTING {
-            let at = i.min(src.len());
-            return Some(
-                Diagnostic::error("E0007", "nesting too deep")
-                    .primary(
-                        Span::char_at(src, at),
-                        format!("more than {MAX_NESTING} levels of brackets or `!` here"),
-                    )
-                    .help("simplify the expression; no pipeline needs this much nesting"),
-            );
-        }
-        i += 1;
+        self.depth + self.bangs > MAX_NESTING
     }
-    None
 }
 
 pub(super) fn unterminated_comment(src: &str, pos: usize) -> Option<Diagnostic> {
@@ -180,35 +176,20 @@ fn unclosed_brace(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
     if !(at >= src.len() || (at_item && line_start > offset)) {
         return None;
     }
-    // The innermost `{` still open at the point the parser stopped, skipping strings and comments.
-    let mut open = Vec::new();
-    let bytes = src.as_bytes();
-    let mut i = offset;
+    // The innermost `{` still open at the point the parser stopped (not one in a string or a
+    // comment).
     let stop = if at >= src.len() {
         src.len()
     } else {
         line_start
     };
-    while i < stop {
-        match bytes[i] {
-            b'{' => open.push(i),
-            b'}' => {
-                open.pop();
-            }
-            b'"' => {
-                let close = if src[i..].starts_with("\"\"\"") {
-                    src[i + 3..].find("\"\"\"").map(|n| i + 3 + n + 2)
-                } else {
-                    src[i + 1..].find(['"', '\n']).map(|n| i + 1 + n)
-                };
-                i = close.unwrap_or(stop);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i = src[i..].find('\n').map_or(stop, |n| i + n);
-            }
-            _ => {}
+    let mut open = Vec::new();
+    for t in lex::tokens_from(src, offset).take_while(|t| t.start < stop) {
+        if t.is_punct(src, "{") {
+            open.push(t.start);
+        } else if t.is_punct(src, "}") {
+            open.pop();
         }
-        i += 1;
     }
     let brace = *open.last()?;
     let here = if at >= src.len() {
@@ -262,125 +243,54 @@ fn syntax_help(src: &str, at: usize) -> Option<String> {
     None
 }
 
+/// The string or text block still open where the parser stopped (at `at`): an invalid
+/// interpolation in it, or the string itself when it is never closed.
 fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
-    // Find the last `"` between the item start and the error that opens a string still open at
-    // the error position, by scanning the item's text with a tiny string-aware lexer.
-    let mut i = offset;
-    let bytes = src.as_bytes();
-    let mut open: Option<(usize, bool)> = None;
-    while i < at.min(src.len()) {
-        match open {
-            None => {
-                if bytes[i..].starts_with(b"\"\"\"") {
-                    open = Some((i, true));
-                    i += 3;
-                    continue;
-                }
-                if bytes[i] == b'"' {
-                    open = Some((i, false));
-                } else if bytes[i..].starts_with(b"//") {
-                    i = bytes[i..]
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(src.len(), |n| i + n);
-                    continue;
-                }
-            }
-            Some((_, true)) => {
-                if bytes[i..].starts_with(b"\"\"\"") {
-                    open = None;
-                    i += 3;
-                    continue;
-                }
-            }
-            Some((_, false)) => {
-                if bytes[i] == b'\\' {
-                    i += 2;
-                    continue;
-                }
-                if bytes[i] == b'"' || bytes[i] == b'\n' {
-                    open = None;
-                }
-            }
-        }
-        i += 1;
-    }
-    let (start, multi) = open?;
-    // Where the string ends: its closing quotes, or (unterminated) the line's or file's end.
-    let body = start + if multi { 3 } else { 1 };
-    let close = if multi {
-        src[body..].find("\"\"\"").map(|n| body + n)
-    } else {
-        let mut j = body;
-        loop {
-            match bytes.get(j) {
-                Some(b'"') => break Some(j),
-                Some(b'\n') | None => break None,
-                Some(b'\\') => j += 2,
-                Some(_) => j += 1,
-            }
-        }
+    // Open at `at`: its closing quotes are not before it (or the newline that ends it, for a
+    // string never closed).
+    let open_at = |t: &Token| match t.kind {
+        TokenKind::Str { terminated: true } => t.end > at,
+        TokenKind::Str { terminated: false } => t.end >= at,
+        TokenKind::TextBlock { terminated: true } => t.end >= at + 3,
+        TokenKind::TextBlock { terminated: false } => true,
+        _ => false,
     };
-    let end = close.unwrap_or_else(|| {
-        if multi {
-            src.len()
-        } else {
-            src[start..].find('\n').map_or(src.len(), |n| start + n)
-        }
-    });
-    if let Some(bad) = invalid_interpolation(src, body, end.min(src.len())) {
+    let string = lex::tokens_from(src, offset)
+        .take_while(|t| t.start < at)
+        .find(open_at)?;
+    if let Some(bad) = invalid_interpolation(src, string) {
         return Some(bad);
     }
-    if close.is_some() {
-        return None;
-    }
-    let mut d = Diagnostic::error("E0002", "unterminated string").primary(
-        Span::new(start, if multi { start + 3 } else { end }),
-        "this string is never closed",
-    );
-    d = if multi {
-        d.help("close the block with `\"\"\"`")
-    } else {
-        d.help(
-            "close it with `\"` on the same line; use \"\"\"...\"\"\" for text over several lines",
-        )
-    };
-    Some(d)
+    let start = string.start;
+    // The label stays on the string's first line (a backslash can carry it over a newline).
+    let line_end = src[start..].find('\n').map_or(src.len(), |n| start + n);
+    let d = Diagnostic::error("E0002", "unterminated string");
+    Some(match string.kind {
+        TokenKind::TextBlock { terminated: false } => d
+            .primary(Span::new(start, start + 3), "this string is never closed")
+            .help("close the block with `\"\"\"`"),
+        TokenKind::Str { terminated: false } => d
+            .primary(Span::new(start, line_end), "this string is never closed")
+            .help(
+                "close it with `\"` on the same line; use \"\"\"...\"\"\" for text over several lines",
+            ),
+        _ => return None,
+    })
 }
 
-/// The first `${...}` in `src[from..to]` that is not `${name}` (and not the `$${` escape).
-fn invalid_interpolation(src: &str, from: usize, to: usize) -> Option<Diagnostic> {
-    let text = &src[from..to];
-    let mut search = 0;
-    while let Some(rel) = text[search..].find("${") {
-        let dollar = search + rel;
-        search = dollar + 2;
-        if dollar > 0 && text.as_bytes()[dollar - 1] == b'$' {
-            continue;
-        }
-        let inner = &text[dollar + 2..];
-        let trimmed = inner.trim_start_matches(' ');
-        let name_len = trimmed
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .unwrap_or(trimmed.len());
-        let valid = name_len > 0
-            && trimmed.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && trimmed[name_len..].trim_start_matches(' ').starts_with('}');
-        if valid {
-            continue;
-        }
-        let start = from + dollar;
-        let line_end = src[start..].find('\n').map_or(src.len(), |n| start + n);
-        let end = src[start..line_end]
-            .find('}')
-            .map_or(line_end, |n| start + n + 1);
-        return Some(
-            Diagnostic::error("E0004", "invalid interpolation")
-                .primary(Span::new(start, end), "only a name can go inside `${...}`")
-                .help("interpolations name a param or loop variable: `${name}`; for the shell's own `${...}`, write `$${...}`"),
-        );
-    }
-    None
+/// The first `${...}` of a string or text block that is not `${name}`.
+fn invalid_interpolation(src: &str, string: Token) -> Option<Diagnostic> {
+    let bad = lex::interpolations(src, string).find(|i| i.name.is_none())?;
+    let start = bad.start;
+    let line_end = src[start..].find('\n').map_or(src.len(), |n| start + n);
+    let end = src[start..line_end]
+        .find('}')
+        .map_or(line_end, |n| start + n + 1);
+    Some(
+        Diagnostic::error("E0004", "invalid interpolation")
+            .primary(Span::new(start, end), "only a name can go inside `${...}`")
+            .help("interpolations name a param or loop variable: `${name}`; for the shell's own `${...}`, write `$${...}`"),
+    )
 }
 
 /// The punctuation the parser would have accepted where it stopped (`=`, `}`, ...). pest only
@@ -496,5 +406,58 @@ fn describe(rule: Rule) -> &'static str {
         Rule::interp => "an interpolation `${name}`",
         Rule::file | Rule::EOI => "the end of the file",
         _ => "more input",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::parse;
+
+    /// The code of the first error and the text under its primary label.
+    fn first_error(src: &str) -> (&'static str, &str) {
+        let errors = parse(src).errors;
+        let d = errors.first().expect("a syntax error");
+        (d.code, &src[d.primary_span().expect("a label").range()])
+    }
+
+    fn unclosed_brace_at(src: &str) -> usize {
+        let errors = parse(src).errors;
+        assert_eq!(errors[0].code, "E0006", "{errors:?}");
+        errors[0].primary_span().unwrap().start as usize
+    }
+
+    #[test]
+    fn a_brace_in_a_comment_is_not_an_unclosed_brace() {
+        let src = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"x\"  /* { */\n  job b { image = \"busybox\" run = \"y\" }\n}\n";
+        assert_eq!(unclosed_brace_at(src), src.find("a {").unwrap() + 2);
+        let src = "pipeline p {\n  job a {\n    image = \"busybox\" /* {\n    */ run = \"x\"\n  job b { image = \"busybox\" run = \"y\" }\n}\n";
+        assert_eq!(unclosed_brace_at(src), src.find("a {").unwrap() + 2);
+    }
+
+    #[test]
+    fn a_brace_in_a_string_is_not_an_unclosed_brace() {
+        // The escaped quote does not end the string.
+        let src = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"echo \\\"{\\\"\"\n  job b { image = \"busybox\" run = \"y\" }\n}\n";
+        assert_eq!(unclosed_brace_at(src), src.find("a {").unwrap() + 2);
+        let src = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"\"\"\n      echo {\n    \"\"\"\n  job b { image = \"busybox\" run = \"y\" }\n}\n";
+        assert_eq!(unclosed_brace_at(src), src.find("a {").unwrap() + 2);
+    }
+
+    #[test]
+    fn an_escaped_dollar_is_not_an_interpolation() {
+        let src =
+            "pipeline p {\n  job a { image = \"busybox\" run = \"echo \\${HOME} ${1}\" }\n}\n";
+        assert_eq!(first_error(src), ("E0004", "${1}"));
+        // In a text block a backslash is text, so `\${1}` is an interpolation.
+        let src = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"\"\"\n      echo \\${1}\n    \"\"\"\n  }\n}\n";
+        assert_eq!(first_error(src), ("E0004", "${1}"));
+        let src = "pipeline p {\n  job a { image = \"busybox\" run = \"echo \\${HOME\n}\n";
+        assert_eq!(first_error(src), ("E0002", "\"echo \\${HOME"));
+    }
+
+    #[test]
+    fn a_quote_in_a_comment_opens_no_string() {
+        let src = "pipeline p {\n  job a { image = \"busybox\" /* \" */ run: x }\n}\n";
+        assert_eq!(first_error(src), ("E0001", ":"));
     }
 }

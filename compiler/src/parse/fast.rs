@@ -2,6 +2,7 @@
 
 use super::build::item;
 use super::{skip_trivia, Grammar, Rule, ITEM_KEYWORDS};
+use crate::lex::{self, TokenKind};
 use crate::syntax::*;
 use pest::Parser as _;
 
@@ -56,51 +57,31 @@ pub(super) fn parse_in_two(src: &str, start: usize) -> Option<(Vec<Item>, usize)
 /// The start of an item near the middle of the pipeline: a line whose first word is an item
 /// keyword, outside any braces, strings and comments.
 fn find_split(src: &str, start: usize) -> Option<usize> {
-    let bytes = src.as_bytes();
     let middle = start + (src.len() - start) / 2;
     let mut depth = 0usize;
-    let mut i = start;
-    let mut line_start = true;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if line_start && i >= middle && depth == 0 {
-            let rest = &src[i..];
-            let word = rest.trim_start_matches([' ', '\t']);
-            let at = i + (rest.len() - word.len());
-            if ITEM_KEYWORDS
-                .iter()
-                .any(|k| word.starts_with(k) && word[k.len()..].starts_with([' ', '\t']))
+    // Whether the token is the first of its line.
+    let mut line_start = false;
+    for t in lex::tokens_from(src, start) {
+        match t.kind {
+            TokenKind::Punct if t.is_punct(src, "{") => depth += 1,
+            TokenKind::Punct if t.is_punct(src, "}") => depth = depth.checked_sub(1)?,
+            TokenKind::Word
+                if line_start
+                    && depth == 0
+                    && t.start >= middle
+                    && ITEM_KEYWORDS.contains(&t.text(src))
+                    && matches!(src.as_bytes().get(t.end), Some(b' ' | b'\t')) =>
             {
-                return Some(at);
+                return Some(t.start);
             }
-        }
-        line_start = false;
-        match b {
-            b'\n' => line_start = true,
-            b'{' => depth += 1,
-            b'}' => depth = depth.checked_sub(1)?,
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i = i + 3 + src[i + 3..].find("\"\"\"")? + 2;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    if bytes[i] == b'\n' {
-                        return None;
-                    }
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                i += src[i..].find('\n')?;
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = i + 2 + src[i + 2..].find("*/")? + 1;
-            }
+            k if k.is_unterminated() => return None,
             _ => {}
         }
-        i += 1;
+        line_start = t.kind == TokenKind::Whitespace && {
+            let text = t.text(src);
+            text.rfind('\n')
+                .is_some_and(|n| text[n + 1..].bytes().all(|b| b == b' ' || b == b'\t'))
+        };
     }
     None
 }

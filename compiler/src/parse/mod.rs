@@ -22,6 +22,7 @@ pub use build::dedent;
 pub use reparse::{reparse, Edit};
 
 use crate::diagnostic::Diagnostic;
+use crate::lex;
 use crate::syntax::*;
 use build::ident;
 use errors::{syntax_error, too_deep, unterminated_comment};
@@ -129,20 +130,8 @@ fn parse_with_mode(src: &str, mode: Mode) -> Parsed {
 }
 
 /// Skips whitespace and comments (an unterminated block comment is left for the caller).
-pub fn skip_trivia(src: &str, mut pos: usize) -> usize {
-    let bytes = src.as_bytes();
-    while pos < bytes.len() {
-        match bytes[pos] {
-            b' ' | b'\t' | b'\r' | b'\n' => pos += 1,
-            b'/' if bytes.get(pos + 1) == Some(&b'/') => {
-                pos = src[pos..].find('\n').map_or(src.len(), |n| pos + n);
-            }
-            b'/' if bytes.get(pos + 1) == Some(&b'*') => match src[pos + 2..].find("*/") {
-                Some(n) => pos = pos + 2 + n + 2,
-                None => return pos,
-            },
-            _ => break,
-        }
-    }
-    pos
+pub fn skip_trivia(src: &str, pos: usize) -> usize {
+    lex::tokens_from(src, pos)
+        .find(|t| !t.kind.is_trivia())
+        .map_or(src.len().max(pos), |t| t.start)
 }

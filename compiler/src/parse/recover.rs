@@ -81,6 +81,12 @@ pub(super) fn parse_items(
 }
 
 /// The start of the next line that begins an item, or the pipeline's closing brace.
+///
+/// This goes by lines and does not use the lexer on purpose: the broken item may have opened a
+/// string, text block or comment by mistake (a stray `"""` or `/*`), and read as tokens it would
+/// swallow the good items after it. Resynchronising on lines keeps those items (an editor still
+/// knows them) at the price of a second error for a line inside a text block that starts with
+/// an item keyword.
 fn recover(src: &str, from: usize) -> Option<usize> {
     let mut line_start = src[from..].find('\n').map(|n| from + n + 1)?;
     while line_start < src.len() {

@@ -35,6 +35,11 @@ pub(super) struct Nesting {
 }
 
 impl Nesting {
+    /// Starting inside `depth` brackets.
+    pub fn inside(depth: usize) -> Nesting {
+        Nesting { depth, bangs: 0 }
+    }
+
     /// Counts a token; true when brackets and `!` now nest deeper than [`MAX_NESTING`]. Blanks,
     /// comments and strings leave a run of `!` going.
     pub fn count(&mut self, src: &str, t: &Token) -> bool {
@@ -98,22 +103,31 @@ pub(super) fn syntax_error(
     offset: usize,
     e: pest::error::Error<Rule>,
 ) -> Diagnostic {
-    let at = offset
-        + match e.location {
-            pest::error::InputLocation::Pos(p) => p,
-            pest::error::InputLocation::Span((s, _)) => s,
-        };
+    let at = offset + error_position(&e);
     // An unterminated string is reported where it starts, not where the parser gave up.
     if let Some(d) = unterminated_string(src, offset, at) {
         return d;
     }
-    let mut expected: Vec<&'static str> = punctuation_expected(rule, src, offset, at);
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        for r in positives {
-            let words = describe(*r);
-            if !expected.contains(&words) {
-                expected.push(words);
-            }
+    let positives = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => positives.as_slice(),
+        pest::error::ErrorVariant::CustomError { .. } => &[],
+    };
+    // Inside a string any punctuation is text: only the string's own rules are worth naming.
+    let in_string = positives.iter().any(|r| {
+        matches!(
+            r,
+            Rule::text | Rule::mtext | Rule::escape | Rule::dollar | Rule::lone | Rule::interp
+        )
+    });
+    let mut expected: Vec<&'static str> = if in_string {
+        Vec::new()
+    } else {
+        punctuation_expected(rule, src, offset, at)
+    };
+    for r in positives {
+        let words = describe(*r);
+        if !expected.contains(&words) {
+            expected.push(words);
         }
     }
     if let Some(d) = unclosed_brace(src, offset, at) {
@@ -243,11 +257,9 @@ fn syntax_help(src: &str, at: usize) -> Option<String> {
     None
 }
 
-/// The string or text block still open where the parser stopped (at `at`): an invalid
-/// interpolation in it, or the string itself when it is never closed.
-fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
-    // Open at `at`: its closing quotes are not before it (or the newline that ends it, for a
-    // string never closed).
+/// The string or text block, from the item at `offset` on, that is still open at `at`: its
+/// closing quotes are not before `at` (nor the end of its line, for a string never closed).
+fn open_string(src: &str, offset: usize, at: usize) -> Option<Token> {
     let open_at = |t: &Token| match t.kind {
         TokenKind::Str { terminated: true } => t.end > at,
         TokenKind::Str { terminated: false } => t.end >= at,
@@ -255,9 +267,15 @@ fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic
         TokenKind::TextBlock { terminated: false } => true,
         _ => false,
     };
-    let string = lex::tokens_from(src, offset)
+    lex::tokens_from(src, offset)
         .take_while(|t| t.start < at)
-        .find(open_at)?;
+        .find(open_at)
+}
+
+/// The string or text block still open where the parser stopped (at `at`): an invalid
+/// interpolation in it, or the string itself when it is never closed.
+fn unterminated_string(src: &str, offset: usize, at: usize) -> Option<Diagnostic> {
+    let string = open_string(src, offset, at)?;
     if let Some(bad) = invalid_interpolation(src, string) {
         return Some(bad);
     }
@@ -293,50 +311,67 @@ fn invalid_interpolation(src: &str, string: Token) -> Option<Diagnostic> {
     )
 }
 
-/// The punctuation the parser would have accepted where it stopped (`=`, `}`, ...). pest only
-/// tracks literal tokens in its "error detail" mode, which is global; the failing item is parsed
-/// again in that mode, under a lock so that concurrent parses see consistent messages.
+/// The punctuation the parser would have accepted where it stopped (`=`, `}`, ...).
+///
+/// pest's errors name the rules it tried where it stopped, not the literal tokens. It records
+/// those only in its "error detail" mode, and that mode is a process-wide switch
+/// (`pest::set_error_detail`, read when a parse starts): turning it on for one parse turns it on
+/// for every parse running at that moment, on any thread. So each candidate is put where the
+/// parser stopped instead, and the text from the rule's start up to there is parsed again: the
+/// candidate was expected there when the parser now gets past it. Only the failing item is
+/// parsed again, a few times, and only for a syntax error.
 fn punctuation_expected(rule: Rule, src: &str, offset: usize, at: usize) -> Vec<&'static str> {
-    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let attempts = {
-        let _guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
-        pest::set_error_detail(true);
-        let result = Grammar::parse(rule, &src[offset..]);
-        pest::set_error_detail(false);
-        result.err().and_then(|e| e.parse_attempts())
-    };
-    let Some(attempts) = attempts else {
+    // In the order of their text, as pest's error-detail mode listed them.
+    const CANDIDATES: [(&str, &str); 12] = [
+        ("&&", "`&&`"),
+        ("(", "`(`"),
+        (")", "`)`"),
+        (",", "`,`"),
+        ("..", "`..`"),
+        (":", "`:`"),
+        ("=", "`=`"),
+        (">", "`>`"),
+        ("]", "`]`"),
+        ("{", "`{`"),
+        ("||", "`||`"),
+        ("}", "`}`"),
+    ];
+    // What may follow a closing bracket before the grammar tries a rule again (`{}` then `)` in
+    // `t(a: T = {}) { ... }`): a closer that the parser took is not seen as progress without it.
+    const THEN: [&str; 4] = [",", ")", "]", "}"];
+    let Some(before) = src.get(offset..at) else {
         return Vec::new();
     };
-    if offset + attempts.max_position != at {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for t in attempts.expected_tokens() {
-        // The token type is not exported; its text is its Display.
-        {
-            let token = t.to_string();
-            let words = match token.as_str() {
-                "=" => "`=`",
-                "}" => "`}`",
-                "{" => "`{`",
-                ")" => "`)`",
-                "(" => "`(`",
-                "]" => "`]`",
-                "," => "`,`",
-                ":" => "`:`",
-                ">" => "`>`",
-                ".." => "`..`",
-                "&&" => "`&&`",
-                "||" => "`||`",
-                _ => continue,
-            };
-            if !out.contains(&words) {
-                out.push(words);
-            }
+    let mut probe = String::with_capacity(before.len() + 4);
+    let mut gets_past = |tokens: &[&str]| {
+        probe.clear();
+        probe.push_str(before);
+        for t in tokens {
+            probe.push_str(t);
         }
+        let past = before.len() + tokens[0].len();
+        match Grammar::parse(rule, &probe) {
+            Ok(mut pairs) => pairs.next().is_some_and(|p| p.as_span().end() >= past),
+            Err(e) => error_position(&e) >= past,
+        }
+    };
+    CANDIDATES
+        .into_iter()
+        .filter(|(token, _)| {
+            gets_past(&[token])
+                || (matches!(*token, ")" | "]" | "}" | ">")
+                    && THEN.iter().any(|then| gets_past(&[token, then])))
+        })
+        .map(|(_, words)| words)
+        .collect()
+}
+
+/// Where pest stopped, relative to the start of the text it parsed.
+fn error_position(e: &pest::error::Error<Rule>) -> usize {
+    match e.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
     }
-    out
 }
 
 fn describe_found(src: &str, at: usize) -> (String, usize) {
@@ -453,6 +488,49 @@ mod tests {
         assert_eq!(first_error(src), ("E0004", "${1}"));
         let src = "pipeline p {\n  job a { image = \"busybox\" run = \"echo \\${HOME\n}\n";
         assert_eq!(first_error(src), ("E0002", "\"echo \\${HOME"));
+    }
+
+    /// pest's error-detail mode is one switch for the whole process: the parser must leave it as
+    /// it finds it (it used to turn it on and off around every syntax error, under a lock).
+    #[test]
+    fn syntax_errors_leave_pest_process_settings_alone() {
+        use crate::parse::{Grammar, Rule};
+        use pest::Parser as _;
+        let detail = || {
+            Grammar::parse(Rule::header, "pipeline")
+                .unwrap_err()
+                .parse_attempts()
+                .is_some()
+        };
+        pest::set_error_detail(true);
+        let (code, _) = first_error("pipeline p { job a { image: \"x\" } }");
+        let still_on = detail();
+        pest::set_error_detail(false);
+        assert_eq!(code, "E0001");
+        assert!(still_on, "the parser switched pest's error detail off");
+    }
+
+    #[test]
+    fn expected_punctuation() {
+        let message = |src: &str| parse(src).errors[0].message.clone();
+        assert_eq!(
+            message("pipeline p { job a { image: \"x\" } }"),
+            "expected `=` or `{`, found `:`"
+        );
+        assert_eq!(
+            message("pipeline p { job a after (b || c { } }"),
+            "expected `&&`, `)` or `||`, found `{`"
+        );
+        // `}` closes the default's block, and `)` may follow (seen only by trying both).
+        assert_eq!(
+            message("pipeline p { template t(a: map = { 1 }) { } }"),
+            "expected `}` or a field such as `image = \"...\"` or `run = \"...\"`, found `1`"
+        );
+        // Inside a string, punctuation is text: none is suggested.
+        assert_eq!(
+            message("pipeline p { job a = t(x = \"a = \"b\") }"),
+            "expected more text or a closing `\"` or an interpolation `${name}`, found `\"`"
+        );
     }
 
     #[test]

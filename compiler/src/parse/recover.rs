@@ -7,20 +7,11 @@ use crate::diagnostic::Diagnostic;
 use crate::syntax::*;
 use pest::Parser as _;
 
-/// Parses items from `pos` until the pipeline's closing brace, the end of the text, or the
-/// first item boundary at or after `stop`; returns where it stopped.
-pub(super) fn parse_items(
-    src: &str,
-    mut pos: usize,
-    stop: usize,
-    header_span: Span,
-    parsed: &mut Parsed,
-) -> usize {
+/// Parses items from `pos` until the pipeline's closing brace or the end of the text, then
+/// checks what follows the brace.
+pub(super) fn parse_items(src: &str, mut pos: usize, header_span: Span, parsed: &mut Parsed) {
     loop {
         pos = skip_trivia(src, pos);
-        if pos >= stop {
-            return pos;
-        }
         if let Some(err) = unterminated_comment(src, pos) {
             parsed.errors.push(err);
             break;
@@ -77,7 +68,6 @@ pub(super) fn parse_items(
             }
         }
     }
-    pos
 }
 
 /// The start of the next line that begins an item, or the pipeline's closing brace.

@@ -1,20 +1,7 @@
 //! The fast path in parts: a file cut at item boundaries, each part parsed on its own, the parts
 //! joined into the tree [`parse`](super::parse) gives. The compiler itself runs on one thread; a
 //! caller that wants to use more (the `chainrc` binary does for large files) parses the parts of
-//! a [`Split`] on threads of its own:
-//!
-//! ```
-//! use chainr_compiler::parse::{parse, split};
-//! let src = "pipeline p {\n  job a { image = \"busybox\" run = \"a\" }\n  job b { image = \"busybox\" run = \"b\" }\n}\n";
-//! let split = split(src, 2);
-//! assert_eq!(split.len(), 2);
-//! let parts = std::thread::scope(|s| {
-//!     let second = s.spawn(|| split.parse_part(1));
-//!     vec![split.parse_part(0), second.join().unwrap()]
-//! });
-//! let parsed = split.join(parts);
-//! assert_eq!(format!("{:?}", parsed.file), format!("{:?}", parse(src).file));
-//! ```
+//! a [`Split`] on threads of its own.
 //!
 //! Why the result is the tree of a whole parse: a part starts where a line starts with an item
 //! keyword (`job`, `param`, ...) followed by a blank, outside brackets, strings and comments.
@@ -68,6 +55,19 @@ enum Outcome {
 /// file has fewer items, or when it cannot be cut safely (an unterminated string or comment,
 /// unbalanced brackets): one part is the whole file. Cutting reads the text once, up to the
 /// last cut, with the lexer; how large a file must be for threads to pay is the caller's call.
+///
+/// ```
+/// use chainr_compiler::parse::{parse, split};
+/// let src = "pipeline p {\n  job a { image = \"busybox\" run = \"a\" }\n  job b { image = \"busybox\" run = \"b\" }\n}\n";
+/// let split = split(src, 2);
+/// assert_eq!(split.len(), 2);
+/// let parts = std::thread::scope(|s| {
+///     let second = s.spawn(|| split.parse_part(1));
+///     vec![split.parse_part(0), second.join().unwrap()]
+/// });
+/// let parsed = split.join(parts);
+/// assert_eq!(format!("{:?}", parsed.file), format!("{:?}", parse(src).file));
+/// ```
 pub fn split(src: &str, parts: usize) -> Split<'_> {
     let whole = Split {
         src,

@@ -2,6 +2,7 @@
 //! the compiler, prints results, and chooses exit codes.
 
 mod logs;
+mod parallel;
 mod run;
 
 use chainr_compiler::{self as compiler, Compiled, Params};
@@ -237,7 +238,7 @@ fn compile(path: &Path, output: Option<&Path>, params: Params, color: bool) -> E
     if let Err(code) = params_apply(path, &params) {
         return code;
     }
-    let out = compiler::compile_file(&name, &src, &params);
+    let out = compile_file(&name, &src, &params);
     report(path, &src, &out, color);
     let Some(pipeline) = out.pipeline else {
         summary(&out, color);
@@ -317,7 +318,7 @@ fn run_local(
     if let Err(code) = params_apply(path, &params) {
         return code;
     }
-    let out = compiler::compile_file(&name, &src, &params);
+    let out = compile_file(&name, &src, &params);
     report(path, &src, &out, color);
     let Some(pipeline) = out.pipeline else {
         summary(&out, color);
@@ -499,7 +500,7 @@ fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
             continue;
         };
         let name = path.to_string_lossy();
-        let out = compiler::compile_file(&name, &src, params);
+        let out = compile_file(&name, &src, params);
         report(path, &src, &out, color);
         let e = out.diagnostics.iter().filter(|d| d.is_error()).count();
         errors += e;
@@ -519,5 +520,15 @@ fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Compiles a file by kind, as `compiler::compile_file` does, with large source files parsed on
+/// two threads.
+fn compile_file(name: &str, src: &str, params: &Params) -> Compiled {
+    if compiler::is_ir_file(name) {
+        compiler::compile_json(src)
+    } else {
+        compiler::compile_parsed(parallel::parse(src), params)
     }
 }

@@ -7,6 +7,7 @@
 //! conditions with the fewest parentheses that keep their meaning; `after a, b` keeps its commas.
 
 use crate::diagnostic::Diagnostic;
+use crate::lex;
 use crate::parse::parse;
 use crate::syntax::*;
 
@@ -33,40 +34,10 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
 
 /// Every comment of the file, outside strings, in order.
 pub fn comments(src: &str) -> Vec<Span> {
-    let bytes = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i = src[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                let end = src[i..].find('\n').map_or(src.len(), |n| i + n);
-                out.push(Span::new(i, end));
-                i = end;
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = src[i + 2..].find("*/").map_or(src.len(), |n| i + 2 + n + 2);
-                out.push(Span::new(i, end));
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    out
+    lex::tokens(src)
+        .filter(|t| t.kind.is_comment())
+        .map(|t| t.span())
+        .collect()
 }
 
 struct Formatter<'a> {

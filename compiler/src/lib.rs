@@ -1,7 +1,8 @@
 //! The `.chainr` language: parse, check and lower pipelines to the JSON Pipeline IR.
 //!
-//! Pure: this crate does no IO, spawns nothing and reads no clock. Callers hand it text and get
-//! back an IR value and diagnostics; rendering diagnostics to text is also pure.
+//! Pure: this crate does no IO, spawns no thread, keeps no global state and reads no clock.
+//! Callers hand it text and get back an IR value and diagnostics; rendering diagnostics to text
+//! is also pure.
 //!
 //! ```
 //! let src = r#"pipeline hello { job greet { image = "busybox" run = "echo hi" } }"#;
@@ -21,6 +22,7 @@ pub mod format;
 mod graph;
 pub mod index;
 pub mod ir;
+pub mod lex;
 pub mod limits;
 pub mod names;
 pub mod outcome;
@@ -49,7 +51,12 @@ impl Compiled {
 
 /// Compiles `.chainr` source with the given param values.
 pub fn compile(src: &str, params: &Params) -> Compiled {
-    let parsed = parse::parse(src);
+    compile_parsed(parse::parse(src), params)
+}
+
+/// Compiles source that the caller parsed, for instance in parts on threads of its own
+/// ([`parse::split`]): what [`compile`] gives for the same text.
+pub fn compile_parsed(parsed: parse::Parsed, params: &Params) -> Compiled {
     if !parsed.errors.is_empty() {
         let mut diagnostics = parsed.errors;
         diagnostic::normalize(&mut diagnostics);

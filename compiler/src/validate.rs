@@ -5,6 +5,7 @@
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::graph::find_cycles;
 use crate::ir::Pipeline;
+use crate::lex::{self, TokenKind};
 use crate::limits;
 use crate::names;
 use crate::syntax::Span;
@@ -63,47 +64,45 @@ fn offset_of(src: &str, line: usize, column: usize) -> usize {
 /// Where a job's key is written in the JSON text, for labels: the key of that name in the
 /// top-level `jobs` object (not a field or value elsewhere that happens to match).
 fn job_span(src: &str, name: &str) -> Span {
-    let bytes = src.as_bytes();
     let mut depth = 0usize;
     // The depth of the `jobs` object's members, once its `{` is seen.
     let mut jobs_depth = None;
     let mut pending_jobs = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                let end = (i + 1).min(bytes.len());
-                let is_key = src[end..].trim_start().starts_with(':');
+    // JSON's strings, brackets and blanks are tokens of the language's lexer too.
+    let mut tokens = lex::tokens(src)
+        .filter(|t| t.kind != TokenKind::Whitespace)
+        .peekable();
+    while let Some(t) = tokens.next() {
+        match t.kind {
+            TokenKind::Str { .. } => {
+                let is_key = tokens.peek().is_some_and(|n| n.is_punct(src, ":"));
                 if is_key {
-                    let key: Option<String> = serde_json::from_str(&src[start..end]).ok();
+                    let key: Option<String> = serde_json::from_str(t.text(src)).ok();
                     if depth == 1 && key.as_deref() == Some("jobs") {
                         pending_jobs = true;
                     } else if Some(depth) == jobs_depth && key.as_deref() == Some(name) {
-                        return Span::new(start, end);
+                        return t.span();
                     }
                 }
             }
-            b'{' | b'[' => {
-                depth += 1;
-                if pending_jobs && bytes[i] == b'{' && depth == 2 {
-                    jobs_depth = Some(2);
+            TokenKind::Punct => match src.as_bytes()[t.start] {
+                b @ (b'{' | b'[') => {
+                    depth += 1;
+                    if pending_jobs && b == b'{' && depth == 2 {
+                        jobs_depth = Some(2);
+                    }
+                    pending_jobs = false;
                 }
-                pending_jobs = false;
-            }
-            b'}' | b']' => {
-                if Some(depth) == jobs_depth {
-                    jobs_depth = None;
+                b'}' | b']' => {
+                    if Some(depth) == jobs_depth {
+                        jobs_depth = None;
+                    }
+                    depth = depth.saturating_sub(1);
                 }
-                depth = depth.saturating_sub(1);
-            }
+                _ => {}
+            },
             _ => {}
         }
-        i += 1;
     }
     Span::new(0, 0)
 }

@@ -1,7 +1,8 @@
 //! The formatter keeps meaning and comments, and formatting twice changes nothing.
 
 use chainr_compiler::format::{comments, format};
-use chainr_compiler::{compile, Params};
+use chainr_compiler::parse::parse;
+use chainr_compiler::{compile, render, Params};
 use proptest::prelude::*;
 
 fn comment_texts(src: &str) -> Vec<String> {
@@ -11,9 +12,15 @@ fn comment_texts(src: &str) -> Vec<String> {
         .collect()
 }
 
-/// Formatting keeps the IR (or the diagnostics' codes), every comment, and is idempotent.
+/// Formatting keeps the IR (or the diagnostics' codes), every comment, and is idempotent. `src`
+/// must format.
 fn check(src: &str, params: &Params) {
-    let Ok(once) = format(src) else { return };
+    let once = format(src).unwrap_or_else(|errors| {
+        panic!(
+            "the formatter rejects this file:\n{}\n{src}",
+            render(&errors, "src", src, false)
+        )
+    });
     let twice = format(&once).expect("formatted output parses");
     assert_eq!(once, twice, "formatting is not idempotent:\n{once}");
     let before = compile(src, params);
@@ -29,6 +36,18 @@ fn check(src: &str, params: &Params) {
         comment_texts(&once),
         "comments changed:\n{once}"
     );
+}
+
+/// [`check`] for a file that may have a syntax error: only a syntax error stops the formatter.
+fn check_unless_syntax_error(src: &str, params: &Params) {
+    if parse(src).errors.is_empty() {
+        check(src, params);
+    } else {
+        assert!(
+            format(src).is_err(),
+            "a file with syntax errors was formatted"
+        );
+    }
 }
 
 fn files(dir: &str) -> Vec<(String, String)> {
@@ -52,12 +71,18 @@ fn files(dir: &str) -> Vec<(String, String)> {
 
 #[test]
 fn examples_and_fixtures_keep_their_meaning_and_comments() {
-    for dir in ["examples", "tests/fixtures/ok", "tests/fixtures/err"] {
-        for (path, src) in files(dir) {
-            let params = chainr_params(&src);
+    for dir in ["examples", "tests/fixtures/ok"] {
+        let files = files(dir);
+        assert!(!files.is_empty(), "no files in {dir}");
+        for (path, src) in files {
             eprintln!("{path}");
-            check(&src, &params);
+            check(&src, &chainr_params(&src));
         }
+    }
+    // Error fixtures format too, unless their error is a syntax error.
+    for (path, src) in files("tests/fixtures/err") {
+        eprintln!("{path}");
+        check_unless_syntax_error(&src, &chainr_params(&src));
     }
 }
 
@@ -116,7 +141,7 @@ proptest! {
             let i = ends[at % ends.len()];
             src.insert_str(i, TOKENS[t]);
         }
-        check(&src, &Params::default());
+        check_unless_syntax_error(&src, &Params::default());
     }
 }
 

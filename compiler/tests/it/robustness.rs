@@ -197,13 +197,30 @@ fn layered(n: usize) -> String {
     src
 }
 
-/// The three ways of parsing (two threads, one call, item by item) give the same tree.
+/// The ways of parsing (one call, item by item, in parts) give the same tree.
 fn assert_parsers_agree(src: &str) {
     use chainr_compiler::parse::{parse, parse_item_by_item, parse_sequential};
     let items = |p: chainr_compiler::parse::Parsed| (format!("{:?}", p.file), p.errors.len());
     let by_item = items(parse_item_by_item(src));
     assert_eq!(items(parse_sequential(src)), by_item);
     assert_eq!(items(parse(src)), by_item);
+    assert_split_agrees(src);
+}
+
+/// Cut into parts, parsed part by part and joined, a file gives what `parse` gives: the same
+/// tree, and the same errors when it has any.
+fn assert_split_agrees(src: &str) -> usize {
+    use chainr_compiler::parse::{parse, split};
+    let whole = format!("{:?}", parse(src));
+    let mut most = 1;
+    for n in 1..=4 {
+        let split = split(src, n);
+        assert!(split.len() <= n.max(1));
+        most = most.max(split.len());
+        let parts = (0..split.len()).map(|i| split.parse_part(i)).collect();
+        assert_eq!(format!("{:?}", split.join(parts)), whole, "{n} parts");
+    }
+    most
 }
 
 proptest! {
@@ -214,6 +231,8 @@ proptest! {
         let src = mutate(RICH, &mutations);
         if chainr_compiler::parse::parse_item_by_item(&src).errors.is_empty() {
             assert_parsers_agree(&src);
+        } else {
+            assert_split_agrees(&src);
         }
     }
 }
@@ -221,11 +240,36 @@ proptest! {
 #[test]
 fn parsers_agree_on_a_large_file() {
     let src = layered(5_000);
-    assert!(
-        src.len() > 256 * 1024,
-        "large enough for the two-thread path"
-    );
     assert_parsers_agree(&src);
+    assert_eq!(assert_split_agrees(&src), 4, "the file is cut into 4 parts");
+    // A syntax error in one part: the file is parsed again as a whole, and the error reported.
+    let at = src.find("job j04000").unwrap();
+    let broken = format!(
+        "{}{}",
+        &src[..at],
+        src[at..].replacen("image = ", "image: ", 1)
+    );
+    assert_eq!(chainr_compiler::parse::parse(&broken).errors.len(), 1);
+    assert_split_agrees(&broken);
+}
+
+#[test]
+fn parts_start_with_items() {
+    use chainr_compiler::parse::split;
+    let parts = split(RICH, 3);
+    assert_eq!(parts.len(), 3);
+    for i in 1..parts.len() {
+        let part = &RICH[parts.range(i)];
+        assert!(
+            ["job ", "template ", "param ", "defaults ", "finally "]
+                .iter()
+                .any(|k| part.starts_with(k)),
+            "{part}"
+        );
+    }
+    // Nothing to cut in a pipeline of one item.
+    let one = "pipeline p { job a { image = \"busybox\" run = \"x\" } }";
+    assert_eq!(split(one, 4).len(), 1);
 }
 
 #[test]

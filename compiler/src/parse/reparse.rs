@@ -17,7 +17,7 @@ pub struct Edit {
 /// before the edit) that the edit did not touch: only the items around the edit are parsed
 /// again, the ones after it are shifted. `None` when that is not possible (the edit touches the
 /// header or the closing brace, or the new text does not parse): parse the whole file instead.
-/// The result is the tree [`parse`] would give.
+/// The result is the tree [`parse`](super::parse) would give.
 pub fn reparse(old: File, src: &str, edit: Edit) -> Option<Parsed> {
     let name = old.pipeline?;
     let end = old.end?;

@@ -75,29 +75,29 @@ fn schedule_all(p: &chainr_compiler::ir::Pipeline) -> usize {
     }
 }
 
-fn time_command(
-    runs: usize,
-    dir: &Path,
-    mut make: impl FnMut() -> Command,
-) -> (Duration, Duration) {
-    let mut samples = Vec::new();
+/// Times each command `runs` times, round-robin (one run of each in turn, so that a change in the
+/// machine's load touches every command alike), after one warm-up run each; median and minimum.
+fn time_commands(runs: usize, dir: &Path, commands: &[Command]) -> Vec<(Duration, Duration)> {
+    let mut samples = vec![Vec::new(); commands.len()];
     for i in 0..=runs {
-        let _ = std::fs::remove_file(dir.join(".ninja_log"));
-        let _ = std::fs::remove_dir_all(dir.join("logs"));
-        let start = Instant::now();
-        let status = make()
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        let took = start.elapsed();
-        assert!(status.success());
-        if i > 0 {
-            samples.push(took); // the first run warms caches
+        for (k, c) in commands.iter().enumerate() {
+            let _ = std::fs::remove_file(dir.join(".ninja_log"));
+            let _ = std::fs::remove_dir_all(dir.join("logs"));
+            let mut cmd = Command::new(c.get_program());
+            cmd.args(c.get_args())
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let start = Instant::now();
+            let status = cmd.status().unwrap();
+            let took = start.elapsed();
+            assert!(status.success(), "{c:?} failed");
+            if i > 0 {
+                samples[k].push(took); // the first round warms caches
+            }
         }
     }
-    median(samples)
+    samples.into_iter().map(median).collect()
 }
 
 fn installed(tool: &str) -> bool {
@@ -147,77 +147,59 @@ fn main() {
     workload::dag("layered", 1000).write_all(&dir);
     let exe = env!("CARGO_BIN_EXE_chainrc");
     println!(
-        "\nlayered 1000 of `true`, two at a time, whole commands ({runs} runs each, median (min))"
+        "\nlayered 1000 of `true`, two at a time, whole commands ({runs} rounds, one run of each in turn; median (min))"
     );
-    let run_with = |exe: &str| {
-        time_command(runs, &dir, || {
-            let mut c = Command::new(exe);
-            c.args([
-                "run",
-                "--concurrency",
-                "2",
-                "--format",
-                "json",
-                "--logs",
-                "logs",
-                "pipeline.chainr",
-            ]);
-            c
-        })
+    let chainrc = |exe: &str| {
+        let mut c = Command::new(exe);
+        c.args([
+            "run",
+            "--concurrency",
+            "2",
+            "--format",
+            "json",
+            "--logs",
+            "logs",
+            "pipeline.chainr",
+        ]);
+        c
     };
-    let chainr = run_with(exe);
-    println!(
-        "  chainrc run --concurrency 2   {:>8.1} ms ({:>6.1})",
-        ms(chainr.0),
-        ms(chainr.1)
-    );
-    // Another build of chainrc (an earlier commit, say), measured in the same run.
-    let baseline = std::env::var("CHAINR_BENCH_BASELINE").ok().map(|path| {
-        let t = run_with(&path);
-        println!(
-            "  baseline chainrc ({path})\n                                {:>8.1} ms ({:>6.1})",
-            ms(t.0),
-            ms(t.1)
-        );
-        t
-    });
-    let reference = |tool: &str, args: &[&str]| {
-        if !installed(tool) {
-            println!("  {tool} not installed: skipped");
-            return None;
+    let tool = |name: &str, args: &[&str]| {
+        let mut c = Command::new(name);
+        c.args(args);
+        c
+    };
+    // Another build of chainrc (an earlier commit, say), measured in the same rounds.
+    let baseline = std::env::var("CHAINR_BENCH_BASELINE").ok();
+    let mut names = vec!["chainrc run --concurrency 2".to_string()];
+    let mut commands = vec![chainrc(exe)];
+    if let Some(path) = &baseline {
+        names.push(format!("baseline {path}"));
+        commands.push(chainrc(path));
+    }
+    for (name, args) in [("make", &["-j2", "-s"][..]), ("ninja", &["-j2"][..])] {
+        if installed(name) {
+            names.push(format!("{name} {}", args.join(" ")));
+            commands.push(tool(name, args));
+        } else {
+            println!("  {name} not installed: skipped");
         }
-        let t = time_command(runs, &dir, || {
-            let mut c = Command::new(tool);
-            c.args(args);
-            c
-        });
-        println!(
-            "  {:<29} {:>8.1} ms ({:>6.1})",
-            format!("{tool} {}", args.join(" ")),
-            ms(t.0),
-            ms(t.1)
-        );
-        Some(t)
-    };
-    let make = reference("make", &["-j2", "-s"]);
-    let ninja = reference("ninja", &["-j2"]);
+    }
+    let times = time_commands(runs, &dir, &commands);
+    for (name, t) in names.iter().zip(&times) {
+        println!("  {name:<29} {:>8.1} ms ({:>6.1})", ms(t.0), ms(t.1));
+    }
     println!("\nratios (median)");
-    if let Some(m) = make {
+    let ours = ms(times[0].0);
+    for (name, t) in names.iter().zip(&times).skip(1) {
+        let target = if name.starts_with("make") {
+            "  (target <= 1.2x)"
+        } else {
+            ""
+        };
+        let label = name.split(' ').next().unwrap_or(name);
         println!(
-            "  chainrc run / make -j2   {:>5.2}x  (target <= 1.2x)",
-            ms(chainr.0) / ms(m.0)
-        );
-    }
-    if let Some(n) = ninja {
-        println!(
-            "  chainrc run / ninja -j2  {:>5.2}x",
-            ms(chainr.0) / ms(n.0)
-        );
-    }
-    if let Some(b) = baseline {
-        println!(
-            "  chainrc run / baseline   {:>5.2}x",
-            ms(chainr.0) / ms(b.0)
+            "  chainrc run / {label:<10} {:>5.2}x{target}",
+            ours / ms(t.0)
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,10 @@
-//! The protocol side: documents by URI, requests answered from `features`.
+//! The protocol side: documents by URI, requests answered from `features`, and every
+//! translation between the protocol's types and theirs (byte spans to UTF-16 ranges, kinds to
+//! the protocol's kinds, diagnostics to its diagnostics).
 
 use crate::document::Document;
-use crate::features;
+use crate::features::{self, completion, semantic_tokens::TokenType, symbols, Replacement};
+use chainr_compiler::diagnostic::{Diagnostic as CDiagnostic, Severity};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tower_lsp_server::jsonrpc::{Error, Result};
@@ -30,7 +33,7 @@ impl Backend {
     }
 
     async fn publish(&self, uri: Uri) {
-        let found = self.with(&uri, |d| (features::diagnostics(d, &uri), d.version));
+        let found = self.with(&uri, |d| (diagnostics(d, &uri), d.version));
         if let Some((diagnostics, version)) = found {
             self.client
                 .publish_diagnostics(uri, diagnostics, Some(version))
@@ -68,7 +71,7 @@ impl LanguageServer for Backend {
                     SemanticTokensServerCapabilities::SemanticTokensOptions(
                         SemanticTokensOptions {
                             legend: SemanticTokensLegend {
-                                token_types: features::TOKEN_TYPES.to_vec(),
+                                token_types: TokenType::ALL.map(token_type).to_vec(),
                                 token_modifiers: Vec::new(),
                             },
                             full: Some(SemanticTokensFullOptions::Bool(true)),
@@ -122,7 +125,14 @@ impl LanguageServer for Backend {
         let p = params.text_document_position_params;
         Ok(self
             .with(&p.text_document.uri, |d| {
-                features::hover(d, d.offset(p.position))
+                let h = features::hover::hover(d, d.offset(p.position))?;
+                Some(Hover {
+                    contents: HoverContents::Markup(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value: h.markdown,
+                    }),
+                    range: Some(d.range(h.span)),
+                })
             })
             .flatten())
     }
@@ -135,7 +145,7 @@ impl LanguageServer for Backend {
         let uri = p.text_document.uri;
         Ok(self
             .with(&uri, |d| {
-                features::definition(d, d.offset(p.position))
+                features::references::definition(d, d.offset(p.position))
                     .map(|s| GotoDefinitionResponse::Scalar(Location::new(uri.clone(), d.range(s))))
             })
             .flatten())
@@ -146,7 +156,7 @@ impl LanguageServer for Backend {
         let uri = p.text_document.uri;
         let with_decl = params.context.include_declaration;
         Ok(self.with(&uri, |d| {
-            features::references(d, d.offset(p.position), with_decl)
+            features::references::references(d, d.offset(p.position), with_decl)
                 .into_iter()
                 .map(|s| Location::new(uri.clone(), d.range(s)))
                 .collect()
@@ -160,16 +170,8 @@ impl LanguageServer for Backend {
         let uri = params.text_document.uri;
         Ok(self
             .with(&uri, |d| {
-                let offset = d.offset(params.position);
-                let (span, occurrence) = d.index.at(offset)?;
-                d.index.symbol_of(occurrence)?;
-                if matches!(
-                    occurrence,
-                    chainr_compiler::index::Occurrence::Outcome { .. }
-                ) {
-                    return None;
-                }
-                Some(PrepareRenameResponse::Range(d.range(*span)))
+                features::references::prepare_rename(d, d.offset(params.position))
+                    .map(|span| PrepareRenameResponse::Range(d.range(span)))
             })
             .flatten())
     }
@@ -178,12 +180,8 @@ impl LanguageServer for Backend {
         let p = params.text_document_position;
         let uri = p.text_document.uri;
         let result = self.with(&uri, |d| {
-            features::rename(d, d.offset(p.position), &params.new_name).map(|edits| {
-                edits
-                    .into_iter()
-                    .map(|(s, t)| TextEdit::new(d.range(s), t))
-                    .collect::<Vec<_>>()
-            })
+            features::references::rename(d, d.offset(p.position), &params.new_name)
+                .map(|edits| text_edits(d, edits))
         });
         match result {
             None => Ok(None),
@@ -204,7 +202,10 @@ impl LanguageServer for Backend {
         let p = params.text_document_position;
         Ok(self
             .with(&p.text_document.uri, |d| {
-                features::completion(d, d.offset(p.position))
+                completion::completion(d, d.offset(p.position))
+                    .into_iter()
+                    .map(completion_item)
+                    .collect::<Vec<_>>()
             })
             .filter(|items| !items.is_empty())
             .map(CompletionResponse::Array))
@@ -215,26 +216,26 @@ impl LanguageServer for Backend {
         params: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
         Ok(self
-            .with(&params.text_document.uri, features::document_symbols)
+            .with(&params.text_document.uri, |d| {
+                symbols::document_symbols(d)
+                    .into_iter()
+                    .map(|s| document_symbol(d, s))
+                    .collect()
+            })
             .map(DocumentSymbolResponse::Nested))
     }
 
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
         Ok(self
             .with(&params.text_document.uri, |d| {
-                let formatted = chainr_compiler::format::format(&d.text).ok()?;
-                if formatted == d.text {
-                    return Some(Vec::new());
-                }
-                let whole = chainr_compiler::syntax::Span::new(0, d.text.len());
-                Some(vec![TextEdit::new(d.range(whole), formatted)])
+                features::formatting::format(d).map(|edits| text_edits(d, edits))
             })
             .flatten())
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
-        Ok(self.with(&uri, |d| features::code_actions(d, &uri, params.range)))
+        Ok(self.with(&uri, |d| code_actions(d, &uri, params.range)))
     }
 
     async fn semantic_tokens_full(
@@ -244,8 +245,177 @@ impl LanguageServer for Backend {
         Ok(self.with(&params.text_document.uri, |d| {
             SemanticTokensResult::Tokens(SemanticTokens {
                 result_id: None,
-                data: features::semantic_tokens(d),
+                data: semantic_tokens(d),
             })
         }))
     }
+}
+
+fn text_edits(doc: &Document, edits: Vec<Replacement>) -> Vec<TextEdit> {
+    edits
+        .into_iter()
+        .map(|e| TextEdit::new(doc.range(e.span), e.text))
+        .collect()
+}
+
+fn diagnostics(doc: &Document, uri: &Uri) -> Vec<Diagnostic> {
+    doc.diagnostics
+        .iter()
+        .map(|d| diagnostic(doc, uri, d))
+        .collect()
+}
+
+/// A compiler diagnostic as the protocol's: the primary label and the `help:` in the message,
+/// the other labels as related information.
+fn diagnostic(doc: &Document, uri: &Uri, d: &CDiagnostic) -> Diagnostic {
+    let primary = d.primary_span().unwrap_or_default();
+    let label = d
+        .labels
+        .iter()
+        .find(|l| l.primary)
+        .map(|l| l.message.as_str())
+        .unwrap_or("");
+    let mut message = d.message.clone();
+    if !label.is_empty() && !d.message.contains(label) {
+        message.push_str(": ");
+        message.push_str(label);
+    }
+    if let Some(h) = &d.help {
+        message.push_str("\nhelp: ");
+        message.push_str(h);
+    }
+    let related: Vec<DiagnosticRelatedInformation> = d
+        .labels
+        .iter()
+        .filter(|l| !l.primary)
+        .map(|l| DiagnosticRelatedInformation {
+            location: Location::new(uri.clone(), doc.range(l.span)),
+            message: l.message.clone(),
+        })
+        .collect();
+    Diagnostic {
+        range: doc.range(primary),
+        severity: Some(match d.severity {
+            Severity::Error => DiagnosticSeverity::ERROR,
+            Severity::Warning => DiagnosticSeverity::WARNING,
+        }),
+        code: Some(NumberOrString::String(d.code.to_string())),
+        source: Some("chainr".into()),
+        message,
+        related_information: (!related.is_empty()).then_some(related),
+        ..Default::default()
+    }
+}
+
+fn code_actions(doc: &Document, uri: &Uri, range: Range) -> Vec<CodeActionOrCommand> {
+    let fixes =
+        features::code_actions::quick_fixes(doc, doc.offset(range.start), doc.offset(range.end));
+    fixes
+        .into_iter()
+        .map(|fix| {
+            let mut changes = HashMap::new();
+            changes.insert(uri.clone(), text_edits(doc, vec![fix.edit]));
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title: fix.title,
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![diagnostic(doc, uri, fix.diagnostic)]),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(changes),
+                    ..Default::default()
+                }),
+                is_preferred: Some(true),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+fn completion_item(item: completion::Item) -> CompletionItem {
+    CompletionItem {
+        label: item.label,
+        kind: Some(match item.kind {
+            completion::Kind::Outcome => CompletionItemKind::ENUM_MEMBER,
+            completion::Kind::Job => CompletionItemKind::FUNCTION,
+            completion::Kind::Template => CompletionItemKind::CLASS,
+            completion::Kind::Variable => CompletionItemKind::VARIABLE,
+            completion::Kind::Field => CompletionItemKind::PROPERTY,
+            completion::Kind::Keyword => CompletionItemKind::KEYWORD,
+        }),
+        detail: item.detail,
+        documentation: item.documentation.map(Documentation::String),
+        ..Default::default()
+    }
+}
+
+fn document_symbol(doc: &Document, s: symbols::Symbol) -> DocumentSymbol {
+    #[allow(deprecated)]
+    DocumentSymbol {
+        name: s.name,
+        detail: Some(s.detail.to_string()),
+        kind: match s.kind {
+            symbols::Kind::Pipeline => SymbolKind::MODULE,
+            symbols::Kind::Job => SymbolKind::FUNCTION,
+            symbols::Kind::Param => SymbolKind::VARIABLE,
+            symbols::Kind::Template => SymbolKind::CLASS,
+        },
+        tags: None,
+        deprecated: None,
+        range: doc.range(s.span),
+        selection_range: doc.range(s.name_span),
+        children: s
+            .children
+            .map(|c| c.into_iter().map(|s| document_symbol(doc, s)).collect()),
+    }
+}
+
+fn token_type(t: TokenType) -> SemanticTokenType {
+    match t {
+        TokenType::Keyword => SemanticTokenType::KEYWORD,
+        TokenType::Comment => SemanticTokenType::COMMENT,
+        TokenType::String => SemanticTokenType::STRING,
+        TokenType::Number => SemanticTokenType::NUMBER,
+        TokenType::Function => SemanticTokenType::FUNCTION,
+        TokenType::Variable => SemanticTokenType::VARIABLE,
+        TokenType::Parameter => SemanticTokenType::PARAMETER,
+        TokenType::Property => SemanticTokenType::PROPERTY,
+        TokenType::EnumMember => SemanticTokenType::ENUM_MEMBER,
+        TokenType::Class => SemanticTokenType::CLASS,
+    }
+}
+
+/// The document's tokens in the protocol's encoding: relative positions, UTF-16 lengths, and one
+/// token per line of a token that spans lines (clients need not support multi-line tokens).
+fn semantic_tokens(doc: &Document) -> Vec<SemanticToken> {
+    let mut out = Vec::new();
+    let (mut line, mut col) = (0u32, 0u32);
+    for (span, t) in features::semantic_tokens::semantic_tokens(doc) {
+        // The legend lists `TokenType::ALL`, which is in declaration order.
+        let token_type = t as u32;
+        let text = &doc.text[span.range()];
+        let mut offset = span.start as usize;
+        for piece in text.split_inclusive(['\n', '\r']) {
+            let len = piece.trim_end_matches(['\n', '\r']);
+            if !len.is_empty() {
+                let p = doc.lines.position(&doc.text, offset);
+                let delta_line = p.line - line;
+                let delta_start = if delta_line == 0 {
+                    p.character - col
+                } else {
+                    p.character
+                };
+                let length: u32 = len.chars().map(|c| c.len_utf16() as u32).sum();
+                out.push(SemanticToken {
+                    delta_line,
+                    delta_start,
+                    length,
+                    token_type,
+                    token_modifiers_bitset: 0,
+                });
+                line = p.line;
+                col = p.character;
+            }
+            offset += piece.len();
+        }
+    }
+    out
 }

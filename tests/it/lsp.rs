@@ -153,6 +153,33 @@ fn incremental_edits_update_diagnostics_and_fixes_apply() {
         json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": text}]}),
     );
     assert!(c.diagnostics(uri).is_empty());
+    // Whole-text changes of an error-free file (re-parsed around what differs): the typo, then
+    // its correction; hover follows the text.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 5}, "contentChanges": [{"text": edited}]}),
+    );
+    let d = c.diagnostics(uri);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["code"], "E0100");
+    let renamed = text.replace("job test", "job check");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 6}, "contentChanges": [{"text": renamed}]}),
+    );
+    assert!(c.diagnostics(uri).is_empty());
+    let at = renamed.find("job check").unwrap() + "job ch".len();
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": uri}, "position": position(&renamed, at)}),
+    );
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("**job check**"),
+        "{hover}"
+    );
     c.shutdown();
 }
 

@@ -114,3 +114,56 @@ pub fn log_file_name(name: &str, attempt: u32) -> String {
     }
     format!("{}-{:016x}.{attempt}.log", &name[..cut], h.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(job: &str) -> LogKey {
+        LogKey {
+            run: "r".into(),
+            job: job.into(),
+            attempt: 1,
+        }
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_log_reads_while_it_is_written_and_is_complete_once_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = FileLogs::new(dir.path()).unwrap();
+        block(async {
+            logs.append(&key("a"), b"one\n").await.unwrap();
+            let first = logs.read(&key("a"), 0, 100).await.unwrap();
+            assert_eq!(first.bytes, b"one\n");
+            assert!(!first.complete, "still running");
+            logs.append(&key("a"), b"two\n").await.unwrap();
+            let path = logs.finish(&key("a")).await.unwrap().unwrap();
+            assert!(path.ends_with("a.1.log"));
+            let rest = logs.read(&key("a"), first.next, 100).await.unwrap();
+            assert_eq!(rest.bytes, b"two\n");
+            assert!(rest.complete);
+            // Nothing printed: no file, and nothing to say where.
+            assert_eq!(logs.finish(&key("quiet")).await.unwrap(), None);
+            assert!(!dir.path().join("quiet.1.log").exists());
+            // An attempt started again begins a new log.
+            logs.reset(&key("a")).await.unwrap();
+            assert!(!dir.path().join("a.1.log").exists());
+        });
+    }
+
+    #[test]
+    fn a_very_long_job_name_still_makes_a_valid_file_name() {
+        let long = "x".repeat(300);
+        let name = log_file_name(&long, 2);
+        assert!(name.len() <= 255, "{}", name.len());
+        assert!(name.ends_with(".2.log"));
+        assert_ne!(name, log_file_name(&format!("{long}y"), 2));
+    }
+}

@@ -3,7 +3,7 @@
 //! one test each for an implementation:
 //!
 //! ```text
-//! chainr_runtime::store_conformance!(async { MyStore::open_for_tests().await });
+//! chainr_runtime::store_conformance!(async { Box::new(MyStore::open_for_tests().await) });
 //! ```
 //!
 //! Lease expiry is tested with real time and short leases (a few hundred milliseconds).
@@ -340,7 +340,8 @@ pub async fn a_finished_run_is_never_claimed_again(store: &dyn Store) {
 }
 
 /// One `#[tokio::test]` per conformance case for the store that `$make` (an async expression)
-/// gives; each test gets a fresh store.
+/// gives; each test gets a fresh store. `$make` gives anything that dereferences to the store
+/// (a `Box`, or a guard that also holds the store's files), dropped when the test ends.
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {
@@ -364,7 +365,7 @@ macro_rules! store_conformance {
             #[tokio::test]
             async fn $case() {
                 let store = $make.await;
-                $crate::store::conformance::$case(&store).await;
+                $crate::store::conformance::$case(&*store).await;
             }
         )*
     };

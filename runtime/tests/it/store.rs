@@ -1,3 +1,3 @@
 //! The memory store passes the store conformance suite.
 
-chainr_runtime::store_conformance!(async { chainr_runtime::store::MemoryStore::new() });
+chainr_runtime::store_conformance!(async { Box::new(chainr_runtime::store::MemoryStore::new()) });

@@ -1,0 +1,457 @@
+//! The embedded store: runs, their events and their leases in one SQLite file, in WAL mode, for
+//! a single `chainrc serve` process that needs nothing installed. Every write that belongs
+//! together is one transaction, and a worker's writes are fenced by its lease token: a lease
+//! that expired or moved on is refused (see `chainr_runtime::store::Store`).
+//!
+//! The schema is in [`SCHEMA`]. Times are milliseconds since the Unix epoch, by the wall clock.
+//! The calls are blocking SQLite calls, run on tokio's blocking pool.
+//!
+//! The Run document is kept as a snapshot plus the events after it: an append writes its events
+//! and the run's status, and rewrites the snapshot only when the run finishes or
+//! [`SNAPSHOT_EVERY`] events have passed, so that a large run does not rewrite its whole
+//! document on every event; a read folds the few events after the snapshot.
+
+use async_trait::async_trait;
+use chainr_compiler::ir;
+use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::record::{Run, Status};
+use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The tables. `runs.seq` orders runs by creation (the list cursor); the queue is the unfinished
+/// runs without a live lease, oldest first.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    pipeline      TEXT NOT NULL,
+    pipeline_name TEXT,
+    submitter     TEXT,
+    created_at    INTEGER NOT NULL,
+    doc           TEXT NOT NULL,
+    doc_seq       INTEGER NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL,
+    last_seq      INTEGER NOT NULL DEFAULT 0,
+    takeovers     INTEGER NOT NULL DEFAULT 0,
+    finished      INTEGER NOT NULL DEFAULT 0,
+    lease_token   TEXT,
+    lease_worker  TEXT,
+    lease_expires INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, seq);
+CREATE INDEX IF NOT EXISTS runs_queue ON runs (finished, seq);
+CREATE TABLE IF NOT EXISTS events (
+    run  TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run, seq)
+) WITHOUT ROWID;
+";
+
+/// The snapshot of a run's document is rewritten after this many events.
+pub const SNAPSHOT_EVERY: u64 = 200;
+
+/// Runs in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    millis::to_millis(SystemTime::now()) as i64
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+fn status_word(s: Status) -> Result<String, StoreError> {
+    match serde_json::to_value(s).map_err(corrupt)? {
+        serde_json::Value::String(w) => Ok(w),
+        other => Err(corrupt(format!("a status is not a word: {other}"))),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        // WAL: readers do not wait for the writer; `synchronous = FULL`: a committed write
+        // survives a power loss, which is what a 202 promises.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| unavailable("the database connection is poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+/// The run's current document: its snapshot and the events after it.
+fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<Run, StoreError> {
+    let mut run: Run = serde_json::from_str(doc).map_err(corrupt)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![id, doc_seq], |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    for body in rows {
+        let e: RunEvent = serde_json::from_str(&body.map_err(unavailable)?).map_err(corrupt)?;
+        run.apply(&e);
+    }
+    Ok(run)
+}
+
+/// Checks that `lease` is held now; the run's row is then locked by the transaction.
+fn check_lease(tx: &rusqlite::Transaction<'_>, lease: &Lease) -> Result<(), StoreError> {
+    let held: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM runs WHERE id = ?1 AND lease_token = ?2 AND lease_expires > ?3",
+            params![lease.run, lease.token, now_ms()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost(lease.run.clone())),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, run: NewRun) -> Result<(), StoreError> {
+        let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
+        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        let status = status_word(doc.status)?;
+        let doc = serde_json::to_string(&doc).map_err(corrupt)?;
+        let created = millis::to_millis(run.created_at) as i64;
+        self.with(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO runs (id, pipeline, pipeline_name, submitter, created_at, doc, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                params![
+                    run.id,
+                    pipeline,
+                    run.pipeline.name,
+                    run.submitter,
+                    created,
+                    doc,
+                    status
+                ],
+            );
+            match inserted.map_err(unavailable)? {
+                0 => Err(StoreError::Exists(run.id)),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT pipeline, doc, submitter, created_at, last_seq, takeovers, doc_seq
+                     FROM runs WHERE id = ?1",
+                    params![id],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some((pipeline, doc, submitter, created, last_seq, takeovers, doc_seq)) = row
+            else {
+                return Ok(None);
+            };
+            Ok(Some(StoredRun {
+                pipeline: serde_json::from_str::<ir::Pipeline>(&pipeline).map_err(corrupt)?,
+                run: current_doc(conn, &id, &doc, doc_seq)?,
+                submitter,
+                created_at: millis::from_millis(created.max(0) as u64),
+                last_seq: last_seq.max(0) as u64,
+                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+            }))
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let exists: Option<i64> = conn
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(unavailable)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(id));
+            }
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![id, after, limit], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for body in rows {
+                let body = body.map_err(unavailable)?;
+                out.push(serde_json::from_str(&body).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.limit.max(1);
+        let before = query
+            .after
+            .map_or(i64::MAX, |c| i64::try_from(c.0).unwrap_or(i64::MAX));
+        let status = query.status.map(status_word).transpose()?;
+        let pipeline = query.pipeline.clone();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, id, doc, doc_seq FROM runs
+                     WHERE seq < ?1 AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR pipeline_name = ?3)
+                     ORDER BY seq DESC LIMIT ?4",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![before, status, pipeline, (limit + 1) as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut found = Vec::new();
+            for row in rows {
+                found.push(row.map_err(unavailable)?);
+            }
+            let more = found.len() > limit;
+            found.truncate(limit);
+            let last = found.last().map(|(seq, ..)| *seq);
+            let mut runs = Vec::with_capacity(found.len());
+            for (_, id, doc, doc_seq) in &found {
+                runs.push(current_doc(conn, id, doc, *doc_seq)?);
+            }
+            Ok(Page {
+                runs,
+                next: if more {
+                    last.map(|s| Cursor(s as u64))
+                } else {
+                    None
+                },
+            })
+        })
+        .await
+    }
+
+    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let worker = worker.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let now = now_ms();
+            let found: Option<(String, Option<String>, i64)> = tx
+                .query_row(
+                    "SELECT id, lease_token, takeovers FROM runs
+                     WHERE finished = 0 AND (lease_token IS NULL OR lease_expires <= ?1)
+                     ORDER BY seq LIMIT 1",
+                    params![now],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some((id, previous, takeovers)) = found else {
+                return Ok(None);
+            };
+            let takeovers = takeovers + i64::from(previous.is_some());
+            let token = uuid::Uuid::new_v4().to_string();
+            tx.execute(
+                "UPDATE runs SET lease_token = ?2, lease_worker = ?3, lease_expires = ?4,
+                 takeovers = ?5 WHERE id = ?1",
+                params![id, token, worker, now + ms(ttl), takeovers],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(Some(Lease {
+                run: id,
+                worker,
+                token,
+                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+            }))
+        })
+        .await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.with(move |conn| {
+            let now = now_ms();
+            let n = conn
+                .execute(
+                    "UPDATE runs SET lease_expires = ?4
+                     WHERE id = ?1 AND lease_token = ?2 AND lease_expires > ?3",
+                    params![lease.run, lease.token, now, now + ms(ttl)],
+                )
+                .map_err(unavailable)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost(lease.run))
+            }
+        })
+        .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE runs SET lease_token = NULL, lease_worker = NULL, lease_expires = NULL
+                     WHERE id = ?1 AND lease_token = ?2 AND lease_expires > ?3",
+                    params![lease.run, lease.token, now_ms()],
+                )
+                .map_err(unavailable)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost(lease.run))
+            }
+        })
+        .await
+    }
+
+    async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        let events = events.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            check_lease(&tx, &lease)?;
+            let (last_seq, doc, doc_seq, status): (i64, String, i64, String) = tx
+                .query_row(
+                    "SELECT last_seq, doc, doc_seq, status FROM runs WHERE id = ?1",
+                    params![lease.run],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(unavailable)?;
+            let last_seq = last_seq.max(0) as u64;
+            for (i, e) in events.iter().enumerate() {
+                let expected = last_seq + 1 + i as u64;
+                if e.seq != expected {
+                    return Err(StoreError::OutOfOrder {
+                        run: lease.run.clone(),
+                        expected,
+                        got: e.seq,
+                    });
+                }
+            }
+            let mut status = status;
+            let mut finished = false;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
+                    .map_err(unavailable)?;
+                for e in &events {
+                    // The run's status moves only when it starts and when it finishes.
+                    match &e.kind {
+                        EventKind::RunStarted { .. } => status = status_word(Status::Running)?,
+                        EventKind::RunFinished { outcome } => {
+                            status = status_word((*outcome).into())?;
+                            finished = true;
+                        }
+                        _ => {}
+                    }
+                    let body = serde_json::to_string(e).map_err(corrupt)?;
+                    insert
+                        .execute(params![lease.run, e.seq as i64, body])
+                        .map_err(unavailable)?;
+                }
+            }
+            let new_last = last_seq + events.len() as u64;
+            tx.execute(
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4)
+                 WHERE id = ?1",
+                params![lease.run, status, new_last as i64, i64::from(finished)],
+            )
+            .map_err(unavailable)?;
+            if finished || new_last.saturating_sub(doc_seq.max(0) as u64) >= SNAPSHOT_EVERY {
+                let run = current_doc(&tx, &lease.run, &doc, doc_seq)?;
+                tx.execute(
+                    "UPDATE runs SET doc = ?2, doc_seq = ?3 WHERE id = ?1",
+                    params![
+                        lease.run,
+                        serde_json::to_string(&run).map_err(corrupt)?,
+                        new_last as i64
+                    ],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+}

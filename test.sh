@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of every crate.
-# Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip and Node.js with npm, as
-# on the CI machine; it installs the Python and npm packages the tests need.
+# Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip, Node.js with npm and
+# redis-server, as on the CI machine; it installs the Python and npm packages the tests need.
 set -euo pipefail
 cd "$(dirname "$0")"
 

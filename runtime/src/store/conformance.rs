@@ -339,6 +339,42 @@ pub async fn a_finished_run_is_never_claimed_again(store: &dyn Store) {
     assert!(store.claim("w2", TTL).await.unwrap().is_none());
 }
 
+pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
+    store.create(new_run("r", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    let mut events = started(1, 0);
+    // More events than a store may keep between snapshots of the document, in odd batches.
+    for seq in 3..=457 {
+        events.push(event(
+            seq,
+            EventKind::AttemptStarted {
+                job: (seq % 3) as usize,
+                attempt: 1,
+                handle: Some(format!("h{seq}")),
+            },
+        ));
+    }
+    for batch in events.chunks(7) {
+        store.append(&lease, batch).await.unwrap();
+    }
+    let stored = store.get("r").await.unwrap().unwrap();
+    let replayed = crate::record::Run::replay("r".into(), &stored.pipeline, &events);
+    assert_eq!(stored.run, replayed);
+    assert_eq!(stored.last_seq, 457);
+    let listed = store
+        .list(&ListQuery {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.runs, vec![replayed]);
+    assert_eq!(
+        store.events("r", 450, 100).await.unwrap(),
+        events[450..].to_vec()
+    );
+}
+
 /// One `#[tokio::test]` per conformance case for the store that `$make` (an async expression)
 /// gives; each test gets a fresh store. `$make` gives anything that dereferences to the store
 /// (a `Box`, or a guard that also holds the store's files), dropped when the test ends.
@@ -358,6 +394,7 @@ macro_rules! store_conformance {
             a_renewed_lease_is_kept,
             a_released_run_is_claimed_again_at_once,
             a_finished_run_is_never_claimed_again,
+            a_long_run_reads_as_its_events_replayed,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

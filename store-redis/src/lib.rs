@@ -1,0 +1,485 @@
+//! The shared store: runs, their events and their leases in Redis, so that any number of
+//! `chainrc serve` processes (API, workers, notifiers) share one state. Writes that belong
+//! together are Lua scripts (atomic in Redis), and a worker's writes are fenced by its lease
+//! token; lease expiry is judged by the Redis server's clock (`TIME`), the same for every worker.
+//! The connection is a `ConnectionManager`: it reconnects by itself after Redis restarts, and
+//! every operation fails as `Unavailable` meanwhile.
+//!
+//! Keys (all under a prefix, `chainr:` by default; documented with their lifetimes in
+//! `docs/redis.md`):
+//! - `PREFIX:order`: counter, the creation order of runs (the list cursor);
+//! - `PREFIX:runs`, `PREFIX:status:STATUS`, `PREFIX:pipeline:NAME`: sorted sets of run ids by
+//!   creation order, for lists and their filters;
+//! - `PREFIX:queue`: sorted set of the runs not finished, oldest first (claimed when unleased or
+//!   their lease expired);
+//! - `PREFIX:run:{ID}`: hash, the run (pipeline, document snapshot, status, last event number,
+//!   lease token, holder and expiry, take-overs);
+//! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`).
+//!
+//! A run's keys share the hash tag `{ID}`. Claims scan the queue and touch run hashes that are
+//! not declared keys: this store runs on a single Redis server, not a cluster.
+
+use async_trait::async_trait;
+use chainr_compiler::ir;
+use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::record::{Run, Status};
+use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The Run document snapshot is rewritten after this many events (a read folds the rest).
+pub const SNAPSHOT_EVERY: u64 = 200;
+
+const CREATE: &str = r#"
+-- KEYS: run hash, order counter, runs, status set, queue, pipeline set (or "")
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local order = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'pipeline', ARGV[2], 'pipeline_name', ARGV[3],
+  'submitter', ARGV[4], 'created_at', ARGV[5], 'doc', ARGV[6], 'doc_seq', 0, 'status', ARGV[7],
+  'last_seq', 0, 'takeovers', 0, 'finished', 0, 'order', order)
+redis.call('ZADD', KEYS[3], order, ARGV[1])
+redis.call('ZADD', KEYS[4], order, ARGV[1])
+redis.call('ZADD', KEYS[5], order, ARGV[1])
+if KEYS[6] ~= '' then redis.call('ZADD', KEYS[6], order, ARGV[1]) end
+return 1
+"#;
+
+const CLAIM: &str = r#"
+-- KEYS: queue. ARGV: run key prefix, worker, ttl ms, new token.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local from = 0
+while true do
+  local ids = redis.call('ZRANGE', KEYS[1], from, from + 99)
+  if #ids == 0 then return false end
+  for _, id in ipairs(ids) do
+    local key = ARGV[1] .. '{' .. id .. '}'
+    local token = redis.call('HGET', key, 'lease_token')
+    local expires = tonumber(redis.call('HGET', key, 'lease_expires') or '0')
+    if (not token) or expires <= now then
+      local takeovers = tonumber(redis.call('HGET', key, 'takeovers') or '0')
+      if token then takeovers = takeovers + 1 end
+      redis.call('HSET', key, 'lease_token', ARGV[4], 'lease_worker', ARGV[2],
+        'lease_expires', now + tonumber(ARGV[3]), 'takeovers', takeovers)
+      return {id, takeovers}
+    end
+  end
+  from = from + 100
+end
+"#;
+
+/// The lease check every fenced script starts with.
+const HELD: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = redis.call('HGET', KEYS[1], 'lease_token') == ARGV[1]
+  and tonumber(redis.call('HGET', KEYS[1], 'lease_expires') or '0') > now
+"#;
+
+const RENEW: &str = r#"
+-- KEYS: run hash. ARGV: token, ttl ms.
+if not held then return 0 end
+redis.call('HSET', KEYS[1], 'lease_expires', now + tonumber(ARGV[2]))
+return 1
+"#;
+
+const RELEASE: &str = r#"
+-- KEYS: run hash. ARGV: token.
+if not held then return 0 end
+redis.call('HDEL', KEYS[1], 'lease_token', 'lease_worker', 'lease_expires')
+return 1
+"#;
+
+const APPEND: &str = r#"
+-- KEYS: run hash, events list, queue, status set prefix.
+-- ARGV: token, first seq, new status (or ""), finished (0/1), snapshot (or ""), snapshot seq,
+--       run id, event bodies...
+if not held then return {-1, 0} end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
+if tonumber(ARGV[2]) ~= last + 1 then return {-2, last + 1} end
+local n = #ARGV - 7
+for i = 8, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('HSET', KEYS[1], 'last_seq', last + n)
+if ARGV[3] ~= '' then
+  local old = redis.call('HGET', KEYS[1], 'status')
+  if old ~= ARGV[3] then
+    local order = redis.call('HGET', KEYS[1], 'order')
+    redis.call('ZREM', KEYS[4] .. old, ARGV[7])
+    redis.call('ZADD', KEYS[4] .. ARGV[3], order, ARGV[7])
+    redis.call('HSET', KEYS[1], 'status', ARGV[3])
+  end
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'finished', 1)
+  redis.call('ZREM', KEYS[3], ARGV[7])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'doc', ARGV[5], 'doc_seq', ARGV[6])
+end
+return {0, last + n}
+"#;
+
+/// Runs in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    create: Script,
+    claim: Script,
+    renew: Script,
+    release: Script,
+    append: Script,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn status_word(s: Status) -> Result<String, StoreError> {
+    match serde_json::to_value(s).map_err(corrupt)? {
+        serde_json::Value::String(w) => Ok(w),
+        other => Err(corrupt(format!("a status is not a word: {other}"))),
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://HOST:PORT/DB`), with keys under `chainr:`.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::connect_with_prefix(url, "chainr:").await
+    }
+
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let conn = client.get_connection_manager().await.map_err(unavailable)?;
+        let fenced = |body: &str| Script::new(&format!("{HELD}\n{body}"));
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_string(),
+            create: Script::new(CREATE),
+            claim: Script::new(CLAIM),
+            renew: fenced(RENEW),
+            release: fenced(RELEASE),
+            append: fenced(APPEND),
+        })
+    }
+
+    fn run_key(&self, id: &str) -> String {
+        format!("{}run:{{{id}}}", self.prefix)
+    }
+
+    fn events_key(&self, id: &str) -> String {
+        format!("{}run:{{{id}}}:events", self.prefix)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The run's document: its snapshot and the events after it.
+    async fn current_doc(
+        &self,
+        id: &str,
+        fields: &HashMap<String, String>,
+    ) -> Result<Run, StoreError> {
+        let doc = fields
+            .get("doc")
+            .ok_or_else(|| corrupt(format!("run {id} has no document")))?;
+        let mut run: Run = serde_json::from_str(doc).map_err(corrupt)?;
+        let doc_seq: isize = fields
+            .get("doc_seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut conn = self.conn.clone();
+        let bodies: Vec<String> = conn
+            .lrange(self.events_key(id), doc_seq, -1)
+            .await
+            .map_err(unavailable)?;
+        for body in bodies {
+            let e: RunEvent = serde_json::from_str(&body).map_err(corrupt)?;
+            run.apply(&e);
+        }
+        Ok(run)
+    }
+
+    async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hgetall(self.run_key(id)).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, run: NewRun) -> Result<(), StoreError> {
+        let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
+        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        let status = status_word(doc.status)?;
+        let doc = serde_json::to_string(&doc).map_err(corrupt)?;
+        let pipeline_key = run
+            .pipeline
+            .name
+            .as_deref()
+            .map(|n| self.key(&format!("pipeline:{n}")))
+            .unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let created: i64 = self
+            .create
+            .key(self.run_key(&run.id))
+            .key(self.key("order"))
+            .key(self.key("runs"))
+            .key(self.key(&format!("status:{status}")))
+            .key(self.key("queue"))
+            .key(pipeline_key)
+            .arg(&run.id)
+            .arg(pipeline)
+            .arg(run.pipeline.name.as_deref().unwrap_or(""))
+            .arg(run.submitter.as_deref().unwrap_or(""))
+            .arg(millis::to_millis(run.created_at))
+            .arg(doc)
+            .arg(status)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Exists(run.id))
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+        let fields = self.fields(id).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
+        let pipeline: ir::Pipeline = serde_json::from_str(get("pipeline")).map_err(corrupt)?;
+        let run = self.current_doc(id, &fields).await?;
+        Ok(Some(StoredRun {
+            pipeline,
+            run,
+            submitter: Some(get("submitter").to_string()).filter(|s| !s.is_empty()),
+            created_at: millis::from_millis(get("created_at").parse().unwrap_or(0)),
+            last_seq: get("last_seq").parse().unwrap_or(0),
+            takeovers: get("takeovers").parse().unwrap_or(0),
+        }))
+    }
+
+    async fn events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let mut conn = self.conn.clone();
+        let exists: bool = conn.exists(self.run_key(id)).await.map_err(unavailable)?;
+        if !exists {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = isize::try_from(after).unwrap_or(isize::MAX);
+        let stop = start.saturating_add(isize::try_from(limit).unwrap_or(isize::MAX) - 1);
+        let bodies: Vec<String> = conn
+            .lrange(self.events_key(id), start, stop)
+            .await
+            .map_err(unavailable)?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(corrupt))
+            .collect()
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let limit = query.limit.max(1);
+        let set = match (&query.status, &query.pipeline) {
+            (Some(s), _) => self.key(&format!("status:{}", status_word(*s)?)),
+            (None, Some(p)) => self.key(&format!("pipeline:{p}")),
+            (None, None) => self.key("runs"),
+        };
+        let max = match query.after {
+            Some(c) => format!("({}", c.0),
+            None => "+inf".to_string(),
+        };
+        let mut conn = self.conn.clone();
+        let mut runs = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        let mut upper = max;
+        // A status filter may also name a pipeline: read pages until enough runs match.
+        'pages: loop {
+            let batch: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&set)
+                .arg(&upper)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (id, score) in &batch {
+                upper = format!("({score}");
+                let fields = self.fields(id).await?;
+                if fields.is_empty() {
+                    continue;
+                }
+                if let (Some(_), Some(p)) = (&query.status, &query.pipeline) {
+                    if fields.get("pipeline_name") != Some(p) {
+                        continue;
+                    }
+                }
+                if runs.len() == limit {
+                    more = true;
+                    break 'pages;
+                }
+                runs.push(self.current_doc(id, &fields).await?);
+                last = Some(*score as u64);
+            }
+            if batch.len() <= limit {
+                break;
+            }
+        }
+        Ok(Page {
+            runs,
+            next: if more { last.map(Cursor) } else { None },
+        })
+    }
+
+    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut conn = self.conn.clone();
+        let got: Option<(String, u32)> = self
+            .claim
+            .key(self.key("queue"))
+            .arg(self.key("run:"))
+            .arg(worker)
+            .arg(ms(ttl))
+            .arg(&token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(got.map(|(run, takeovers)| Lease {
+            run,
+            worker: worker.to_string(),
+            token,
+            takeovers,
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ok: i64 = self
+            .renew
+            .key(self.run_key(&lease.run))
+            .arg(&lease.token)
+            .arg(ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(lease.run.clone()))
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ok: i64 = self
+            .release
+            .key(self.run_key(&lease.run))
+            .arg(&lease.token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(lease.run.clone()))
+        }
+    }
+
+    async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        for (i, e) in events.iter().enumerate() {
+            if e.seq != first.seq + i as u64 {
+                return Err(StoreError::OutOfOrder {
+                    run: lease.run.clone(),
+                    expected: first.seq + i as u64,
+                    got: e.seq,
+                });
+            }
+        }
+        let mut status = String::new();
+        let mut finished = false;
+        for e in events {
+            match &e.kind {
+                EventKind::RunStarted { .. } => status = status_word(Status::Running)?,
+                EventKind::RunFinished { outcome } => {
+                    status = status_word((*outcome).into())?;
+                    finished = true;
+                }
+                _ => {}
+            }
+        }
+        let new_last = first.seq - 1 + events.len() as u64;
+        // A new snapshot when the run finishes or enough events passed; the script refuses it
+        // unless the events continue from what was read here.
+        let mut snapshot = String::new();
+        let fields = self.fields(&lease.run).await?;
+        let doc_seq: u64 = fields
+            .get("doc_seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if !fields.is_empty() && (finished || new_last.saturating_sub(doc_seq) >= SNAPSHOT_EVERY) {
+            let mut run = self.current_doc(&lease.run, &fields).await?;
+            for e in events {
+                run.apply(e);
+            }
+            snapshot = serde_json::to_string(&run).map_err(corrupt)?;
+        }
+        let mut call = self.append.prepare_invoke();
+        call.key(self.run_key(&lease.run))
+            .key(self.events_key(&lease.run))
+            .key(self.key("queue"))
+            .key(self.key("status:"))
+            .arg(&lease.token)
+            .arg(first.seq)
+            .arg(status)
+            .arg(if finished { "1" } else { "0" })
+            .arg(&snapshot)
+            .arg(new_last)
+            .arg(&lease.run);
+        for e in events {
+            call.arg(serde_json::to_string(e).map_err(corrupt)?);
+        }
+        let mut conn = self.conn.clone();
+        let (code, value): (i64, u64) = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+        match code {
+            0 => Ok(()),
+            -1 => Err(StoreError::LeaseLost(lease.run.clone())),
+            _ => Err(StoreError::OutOfOrder {
+                run: lease.run.clone(),
+                expected: value,
+                got: first.seq,
+            }),
+        }
+    }
+}

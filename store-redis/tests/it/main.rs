@@ -1,0 +1,73 @@
+//! The Redis store against real `redis-server` processes (started on free ports, with AOF, in
+//! directories of their own): the store conformance suite, and a Redis killed with SIGKILL and
+//! restarted loses nothing that was acknowledged, while the store reconnects by itself.
+
+mod server;
+
+use chainr_runtime::store::conformance::{new_run, started};
+use chainr_runtime::store::{Store, StoreError};
+use chainr_store_redis::RedisStore;
+use server::RedisServer;
+use std::time::Duration;
+
+/// A store on a Redis server of its own, stopped when the test ends.
+struct Fresh {
+    store: RedisStore,
+    _server: RedisServer,
+}
+
+impl std::ops::Deref for Fresh {
+    type Target = RedisStore;
+    fn deref(&self) -> &RedisStore {
+        &self.store
+    }
+}
+
+async fn fresh() -> Fresh {
+    let server = RedisServer::start();
+    Fresh {
+        store: RedisStore::connect(&server.url()).await.unwrap(),
+        _server: server,
+    }
+}
+
+chainr_runtime::store_conformance!(fresh());
+
+#[tokio::test]
+async fn a_redis_killed_and_restarted_keeps_what_it_acknowledged() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store
+        .claim("w1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    server.kill();
+    // While Redis is down, operations fail as unavailable rather than hang or panic.
+    let down = tokio::time::timeout(Duration::from_secs(10), store.get("r1")).await;
+    assert!(
+        matches!(down, Ok(Err(StoreError::Unavailable(_)))),
+        "{down:?}"
+    );
+    server.restart();
+    // The same store (its connection manager) reconnects by itself.
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(Some(run)) = store.get("r1").await {
+            back = Some(run);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = back.expect("the store reconnects and finds the run");
+    assert_eq!(run.last_seq, 2);
+    assert_eq!(run.run.jobs[0].attempts.len(), 1);
+    // The lease survived too: its holder can go on writing.
+    store
+        .append(&lease, &started(3, 1))
+        .await
+        .expect("the lease holder writes after the restart");
+    assert_eq!(store.events("r1", 0, 10).await.unwrap().len(), 4);
+}

@@ -38,6 +38,7 @@ pub fn show(
             EventKind::JobDecided { job, .. } => view.job_updated(&run, job),
             EventKind::CancelRequested { again } => view.cancelling(&run, again),
             EventKind::AttemptEnded { .. }
+            | EventKind::RetryDue { .. }
             | EventKind::RunStarted { .. }
             | EventKind::RunFinished { .. } => {}
         }

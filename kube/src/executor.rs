@@ -125,8 +125,9 @@ pub struct KubeExecutor {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     tasks: tokio::task::JoinSet<()>,
-    /// Deletions in flight, finished before the executor goes.
-    deletes: tokio::task::JoinSet<()>,
+    /// Deletions in flight: detached tasks (dropping the executor does not cancel them),
+    /// awaited by `finish`.
+    deletes: Vec<tokio::task::JoinHandle<()>>,
     live: HashMap<String, Live>,
     by_key: HashMap<u64, String>,
     next_key: u64,
@@ -153,7 +154,7 @@ impl KubeExecutor {
             tx,
             rx,
             tasks,
-            deletes: tokio::task::JoinSet::new(),
+            deletes: Vec::new(),
             live: HashMap::new(),
             by_key: HashMap::new(),
             next_key: 0,
@@ -173,8 +174,9 @@ impl KubeExecutor {
     fn delete(&mut self, object: &str) {
         let jobs = self.jobs.clone();
         let object = object.to_string();
+        self.deletes.retain(|d| !d.is_finished());
         self.deletes
-            .spawn(async move { delete(&jobs, &object).await });
+            .push(tokio::spawn(async move { delete(&jobs, &object).await }));
     }
 
     /// Handles one message; attempts that can be reported go to the queue.
@@ -214,7 +216,14 @@ impl KubeExecutor {
                             AttemptResult::errored(Reason::JobDeleted)
                         });
                     }
-                    finished.push(name);
+                    if l.log_started && !l.log_done {
+                        // Its log is still being read: its last lines (why a timeout was hit,
+                        // say) are worth a short wait.
+                        let key = l.key;
+                        self.add_timer(Duration::from_secs(5), Timer::LogGrace(key));
+                    } else {
+                        finished.push(name);
+                    }
                 }
             }
             Msg::Pod(pod) => self.pod_changed(&pod, &mut finished),
@@ -410,7 +419,15 @@ impl Executor for KubeExecutor {
 
     async fn finish(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, self.deletes.join_next()).await {}
+        for d in std::mem::take(&mut self.deletes) {
+            let _ = tokio::time::timeout_at(deadline, d).await;
+        }
+    }
+
+    async fn abandon(&mut self, a: AttemptSpec<'_>) {
+        // The Job of that attempt has a name derived from it: delete it (and its pod).
+        let object = manifest::job_object_name(a.run_id, a.name, a.attempt);
+        delete(&self.jobs, &object).await;
     }
 
     async fn next(&mut self) -> Option<ExecEvent> {

@@ -68,6 +68,9 @@ mod elsewhere {
         async fn next(&mut self) -> Option<ExecEvent> {
             match *self {}
         }
+        async fn abandon(&mut self, _: AttemptSpec<'_>) {
+            match *self {}
+        }
     }
 }
 

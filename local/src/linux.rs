@@ -132,6 +132,8 @@ impl LocalExecutor {
         // The pidfd tells of the exit; the `Child` handle is not waited on.
         if let Err(e) = self.watch(pid) {
             kill_group(pid, libc::SIGKILL);
+            let mut child = child;
+            let _ = child.wait();
             return Err(e);
         }
         self.live.insert(
@@ -199,15 +201,22 @@ impl LocalExecutor {
             }
             for ev in &ready[..n as usize] {
                 let pid = ev.u64 as i32;
+                // Whatever the script left running in its group goes with it; killed while the
+                // exited leader, not reaped yet, still holds the group's number.
+                kill_group(pid, libc::SIGKILL);
                 let mut status = 0;
                 // SAFETY: waitpid writes the status into a local integer.
-                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } != pid {
+                let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if got == 0 {
                     continue;
+                }
+                if got != pid {
+                    // Reaped by someone else (SIGCHLD ignored, say): the exit status is lost,
+                    // but the attempt has ended.
+                    status = -1;
                 }
                 // Closing the pidfd takes it out of the epoll set.
                 self.pidfds.remove(&pid);
-                // Whatever the script left running in its group goes with it.
-                kill_group(pid, libc::SIGKILL);
                 if let Some(live) = self.live.remove(&pid) {
                     if self.pid_of.get(&live.job) == Some(&pid) {
                         self.pid_of.remove(&live.job);
@@ -263,15 +272,17 @@ impl Executor for LocalExecutor {
         if let Some(Some(handle)) = a.resume {
             // An earlier start of this attempt (by a worker that stopped) must not run
             // alongside this one: its process group goes first.
-            if let Ok(pgid) = handle.parse::<i32>() {
-                if pgid > 1 {
-                    kill_group(pgid, libc::SIGKILL);
-                }
-            }
+            kill_earlier(handle).await;
         }
         match self.spawn(&a) {
-            Ok(pid) => Ok(Some(pid.to_string())),
+            Ok(pid) => Ok(Some(handle_of(pid))),
             Err(e) => Err(format!("could not start `sh`: {e}")),
+        }
+    }
+
+    async fn abandon(&mut self, a: AttemptSpec<'_>) {
+        if let Some(Some(handle)) = a.resume {
+            kill_earlier(handle).await;
         }
     }
 
@@ -323,10 +334,64 @@ async fn tick(interval: Option<&mut tokio::time::Interval>) {
 
 impl Drop for LocalExecutor {
     fn drop(&mut self) {
-        // Nothing should be left; if the run ended early, leave no process behind.
+        // Nothing should be left; if the run ended early, leave no process behind, and no
+        // zombie either.
         for pid in self.live.keys() {
             kill_group(*pid, libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: waitpid writes the status into a local integer; the child is ours.
+            unsafe { libc::waitpid(*pid, &mut status, 0) };
         }
+    }
+}
+
+/// This boot of this machine (`/proc/sys/kernel/random/boot_id`).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command, which ends with the last `)`: state is field 3, start time 22.
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// How an attempt's process group is found again: its leader's pid, when the leader started,
+/// and this machine's boot, so that a reused pid or another machine's process is never taken
+/// for it.
+fn handle_of(pid: i32) -> String {
+    format!(
+        "{pid}:{}:{}",
+        start_time(pid).unwrap_or_default(),
+        boot_id()
+    )
+}
+
+/// Kills the process group an earlier start of an attempt left, if it is that group (same
+/// boot, same leader start time), and waits until it is gone. A handle from another boot names
+/// processes that are gone; one from another machine cannot be reached from here.
+async fn kill_earlier(handle: &str) {
+    let mut parts = handle.splitn(3, ':');
+    let (Some(pid), Some(start), Some(boot)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
+        return;
+    };
+    if pid <= 1 || boot != boot_id() || start_time(pid) != Some(start) {
+        return;
+    }
+    kill_group(pid, libc::SIGKILL);
+    for _ in 0..100 {
+        // SAFETY: kill(2) with signal 0 only checks whether the group has members.
+        if unsafe { libc::kill(-pid, 0) } != 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -349,6 +414,9 @@ fn next_chunk(live: &mut Live) -> Option<Vec<u8>> {
 
 /// The attempt's result from its wait status.
 fn interpret(status: i32) -> AttemptResult {
+    if status == -1 {
+        return AttemptResult::new(AttemptEnd::Failed, None, Some(Reason::Abnormal));
+    }
     if libc::WIFEXITED(status) {
         return AttemptResult::exited(libc::WEXITSTATUS(status));
     }

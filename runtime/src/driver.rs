@@ -91,6 +91,13 @@ pub enum Effect {
         attempt: u32,
         force: bool,
     },
+    /// An attempt started by a driver that stopped, in a run cancelled since: make sure nothing
+    /// of it runs any more, then report it ended ([`Driver::ended`]).
+    Abandon {
+        job: JobId,
+        attempt: u32,
+        handle: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,20 +220,17 @@ impl<'p> Driver<'p> {
                     if job >= d.live.len() {
                         continue;
                     }
-                    if !launched.remove(&(job, attempt)) {
-                        if in_flight.get(&job).is_some_and(|(a, _)| *a == attempt) {
-                            // Started again after an earlier take-over.
-                            in_flight.insert(job, (attempt, handle.clone()));
-                            continue;
-                        }
-                        if d.scheduler.state(job) == JobState::Backoff {
-                            d.scheduler.retry_due(job, &mut actions);
-                            note(&mut actions, &mut launched);
-                            launched.remove(&(job, attempt));
-                        }
-                    }
+                    // A launch the scheduler decided, or the same attempt started again after
+                    // an earlier take-over.
+                    launched.remove(&(job, attempt));
                     retry_at.remove(&job);
                     in_flight.insert(job, (attempt, handle.clone()));
+                }
+                EventKind::RetryDue { job, .. } => {
+                    if *job < d.live.len() {
+                        d.scheduler.retry_due(*job, &mut actions);
+                        note(&mut actions, &mut launched);
+                    }
                 }
                 EventKind::AttemptEnded { job, result, .. } => {
                     if in_flight.remove(job).is_some() {
@@ -253,10 +257,21 @@ impl<'p> Driver<'p> {
         let mut in_flight: Vec<_> = in_flight.into_iter().collect();
         in_flight.sort_by_key(|(job, _)| *job);
         for (job, (attempt, handle)) in in_flight {
-            d.launch(job, attempt, Some(handle));
             let cancelled = d.cancels > 1 || (d.cancels == 1 && !d.specs[job].finally);
             if cancelled {
-                d.stop(job, StopReason::Cancel, now);
+                // Not started again only to be stopped: what the earlier start left is ended.
+                d.live[job] = Some(Live {
+                    attempt,
+                    stop: Some(StopReason::Cancel),
+                    output_lost: None,
+                });
+                d.effects.push(Effect::Abandon {
+                    job,
+                    attempt,
+                    handle,
+                });
+            } else {
+                d.launch(job, attempt, Some(handle));
             }
         }
         // Attempts decided but never started.
@@ -443,7 +458,13 @@ impl<'p> Driver<'p> {
             }
             self.timers.remove(&(at, seq));
             match timer {
-                Timer::RetryDue(job) => self.scheduler.retry_due(job, &mut self.actions),
+                Timer::RetryDue(job) => {
+                    if self.scheduler.state(job) == JobState::Backoff {
+                        let attempt = self.scheduler.attempts(job) + 1;
+                        self.emit(EventKind::RetryDue { job, attempt }, now);
+                        self.scheduler.retry_due(job, &mut self.actions);
+                    }
+                }
                 Timer::Timeout(job, attempt) => {
                     if self.is_live(job, attempt) {
                         self.stop(job, StopReason::Timeout, now);
@@ -756,6 +777,25 @@ pub async fn drive<E: Executor + Send>(
                         attempt,
                         force,
                     } => executor.stop(job, attempt, force).await,
+                    Effect::Abandon {
+                        job,
+                        attempt,
+                        handle,
+                    } => {
+                        let (name, spec) = driver.job(job);
+                        executor
+                            .abandon(AttemptSpec {
+                                run_id: driver.run_id(),
+                                job,
+                                name,
+                                attempt,
+                                spec,
+                                extra_env: &[],
+                                resume: Some(handle.as_deref()),
+                            })
+                            .await;
+                        driver.ended(job, attempt, AttemptResult::cancelled(), clock.now());
+                    }
                 }
             }
         }
@@ -769,7 +809,13 @@ pub async fn drive<E: Executor + Send>(
         }
         let deadline = driver.next_deadline();
         tokio::select! {
+            // Commands and timers first: a chatty executor must not hold up a cancel.
             biased;
+            command = commands.recv(), if commands_open => match command {
+                Some(Command::Cancel) => driver.cancel(clock.now()),
+                None => commands_open = false,
+            },
+            _ = sleep_until(deadline) => driver.tick(clock.now()),
             event = executor.next() => match event {
                 Some(ExecEvent::Output { job, attempt, bytes }) => {
                     let key = driver.log_key(job, attempt);
@@ -786,11 +832,6 @@ pub async fn drive<E: Executor + Send>(
                     driver.ended(job, attempt, result, clock.now());
                 }
                 None => return Err(DriveError::ExecutorStopped),
-            },
-            _ = sleep_until(deadline) => driver.tick(clock.now()),
-            command = commands.recv(), if commands_open => match command {
-                Some(Command::Cancel) => driver.cancel(clock.now()),
-                None => commands_open = false,
             },
         }
     }

@@ -52,6 +52,9 @@ pub enum EventKind {
         attempt: u32,
         delay_ms: u64,
     },
+    /// The wait before attempt `attempt` of a job is over: it runs when a slot is free. (An input
+    /// of the scheduler, recorded so that a resumed run takes the same decisions.)
+    RetryDue { job: JobId, attempt: u32 },
     /// The job reached its final outcome (after its attempts, or without running).
     JobDecided {
         job: JobId,

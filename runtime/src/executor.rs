@@ -64,6 +64,10 @@ pub trait Executor {
     /// failed). Must be cancel-safe: the driver waits on it alongside timers and commands.
     fn next(&mut self) -> impl Future<Output = Option<ExecEvent>> + Send;
 
+    /// Makes sure nothing of an attempt started before (by a driver that stopped; `attempt.resume`
+    /// has its handle) runs any more, without starting it again: the run was cancelled since.
+    fn abandon(&mut self, attempt: AttemptSpec<'_>) -> impl Future<Output = ()> + Send;
+
     /// The run is over: finish what the executor still does for it (deletions in flight, say)
     /// before it is dropped.
     fn finish(&mut self) -> impl Future<Output = ()> + Send {

@@ -231,7 +231,7 @@ impl Run {
                     rec.reason = Some(why.to_string());
                 }
             }
-            EventKind::CancelRequested { .. } => {}
+            EventKind::CancelRequested { .. } | EventKind::RetryDue { .. } => {}
             EventKind::RunFinished { outcome } => {
                 self.status = (*outcome).into();
                 self.finished_at = Some(at);

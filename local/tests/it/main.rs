@@ -57,6 +57,11 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// The leader's pid in an attempt's handle (`PID:START:BOOT`).
+fn pid_of(handle: &str) -> i32 {
+    handle.split(':').next().unwrap().parse().unwrap()
+}
+
 /// The live (not zombie) processes of process group `pgid`.
 fn group(pgid: i32) -> Vec<i32> {
     let mut found = Vec::new();
@@ -83,7 +88,7 @@ async fn output_and_exit_code_are_reported() {
     let mut ex = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("echo one; echo two >&2; exit 3");
     let handle = ex.start(attempt(&job, None)).await.unwrap();
-    assert!(handle.unwrap().parse::<i32>().unwrap() > 1);
+    assert!(pid_of(&handle.unwrap()) > 1);
     let (out, _, result) = until_end(&mut ex).await;
     assert_eq!(out, "one\ntwo\n");
     assert_eq!(result.end, AttemptEnd::Failed);
@@ -120,7 +125,7 @@ async fn a_stop_ends_the_whole_group() {
     let mut ex = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30 & sleep 30; wait");
     let handle = ex.start(attempt(&job, None)).await.unwrap().unwrap();
-    let pid: i32 = handle.parse().unwrap();
+    let pid = pid_of(&handle);
     tokio::time::sleep(Duration::from_millis(200)).await;
     ex.stop(0, 1, false).await;
     let (_, _, result) = until_end(&mut ex).await;
@@ -137,12 +142,28 @@ async fn a_stop_ends_the_whole_group() {
 }
 
 #[tokio::test]
+async fn an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing() {
+    let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    let job = spec("sleep 30");
+    let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
+    let old = pid_of(&handle);
+    std::mem::forget(first);
+    let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    // A handle whose start time does not match names another process: it is left alone.
+    let stale = format!("{old}:1:{}", handle.rsplit(':').next().unwrap());
+    second.abandon(attempt(&job, Some(Some(&stale)))).await;
+    assert!(alive(old), "a process that is not the attempt's was killed");
+    second.abandon(attempt(&job, Some(Some(&handle)))).await;
+    assert!(!alive(old), "the abandoned attempt still runs");
+}
+
+#[tokio::test]
 async fn a_resumed_attempt_kills_what_its_earlier_start_left_running() {
     // The first executor stands for a worker that died: its attempt is still running.
     let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30");
     let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
-    let old: i32 = handle.parse().unwrap();
+    let old = pid_of(&handle);
     assert!(alive(old));
     std::mem::forget(first);
     let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();

@@ -339,6 +339,108 @@ pub async fn a_finished_run_is_never_claimed_again(store: &dyn Store) {
     assert!(store.claim("w2", TTL).await.unwrap().is_none());
 }
 
+pub async fn concurrent_claims_give_a_run_to_one_worker(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let claims = (0..8).map(|i| async move { store.claim(&format!("w{i}"), TTL).await.unwrap() });
+    let got: Vec<_> = futures_join_all(claims).await;
+    assert_eq!(got.iter().filter(|l| l.is_some()).count(), 1, "{got:?}");
+}
+
+/// Awaits every future, concurrently (no dependency on a futures crate).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}
+
+pub async fn every_takeover_counts_and_a_new_claim_has_a_new_token(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let first = store.claim("w1", SHORT).await.unwrap().unwrap();
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    // The same worker, after its own lease expired, gets the run with a new token.
+    let second = store.claim("w1", SHORT).await.unwrap().unwrap();
+    assert_ne!(second.token, first.token);
+    assert_eq!(second.takeovers, 1);
+    assert!(matches!(
+        store.append(&first, &started(1, 0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    let third = store.claim("w2", TTL).await.unwrap().unwrap();
+    assert_eq!(third.takeovers, 2);
+    assert_eq!(store.get("r1").await.unwrap().unwrap().takeovers, 2);
+}
+
+pub async fn a_finished_run_whose_lease_expires_is_not_claimed(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", SHORT).await.unwrap().unwrap();
+    let mut events = started(1, 0);
+    events.push(event(
+        3,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Succeeded,
+        },
+    ));
+    store.append(&lease, &events).await.unwrap();
+    // No release: the worker died after its last write.
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    assert!(store.claim("w2", TTL).await.unwrap().is_none());
+}
+
+pub async fn a_refused_append_changes_nothing(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    let before = store.get("r1").await.unwrap().unwrap();
+    let mut forged = lease.clone();
+    forged.token = "not-the-token".into();
+    let mut finish = started(3, 1);
+    finish.push(event(
+        5,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Failed,
+        },
+    ));
+    assert!(store.append(&forged, &finish).await.is_err());
+    assert!(store.append(&lease, &finish[1..]).await.is_err());
+    let after = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(after.run, before.run);
+    assert_eq!(after.last_seq, 2);
+    let page = store
+        .list(&ListQuery {
+            limit: 10,
+            status: Some(Status::Failed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.runs.is_empty());
+}
+
 pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
     store.create(new_run("r", "p")).await.unwrap();
     let lease = store.claim("w", TTL).await.unwrap().unwrap();
@@ -395,6 +497,10 @@ macro_rules! store_conformance {
             a_released_run_is_claimed_again_at_once,
             a_finished_run_is_never_claimed_again,
             a_long_run_reads_as_its_events_replayed,
+            concurrent_claims_give_a_run_to_one_worker,
+            every_takeover_counts_and_a_new_claim_has_a_new_token,
+            a_finished_run_whose_lease_expires_is_not_claimed,
+            a_refused_append_changes_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

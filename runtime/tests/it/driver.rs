@@ -39,6 +39,7 @@ struct Fake {
     most_at_once: usize,
     starts: Vec<(String, u32, Option<Option<String>>)>,
     stops: Vec<(String, u32, bool, Duration)>,
+    abandoned: Vec<(String, u32, Option<String>)>,
     began: Instant,
     queue: std::collections::VecDeque<ExecEvent>,
 }
@@ -54,6 +55,7 @@ impl Fake {
             most_at_once: 0,
             starts: Vec::new(),
             stops: Vec::new(),
+            abandoned: Vec::new(),
             began: Instant::now(),
             queue: Default::default(),
         }
@@ -103,6 +105,14 @@ impl Executor for Fake {
             let r = AttemptResult::new(AttemptEnd::Failed, None, Some(Reason::Signal(signal)));
             self.end_at(Instant::now() + Duration::from_millis(5), job, attempt, r);
         }
+    }
+
+    async fn abandon(&mut self, a: AttemptSpec<'_>) {
+        self.abandoned.push((
+            a.name.to_string(),
+            a.attempt,
+            a.resume.flatten().map(str::to_string),
+        ));
     }
 
     async fn next(&mut self) -> Option<ExecEvent> {
@@ -365,6 +375,8 @@ async fn crash_and_resume(
     p: &ir::Pipeline,
     plan: Vec<Vec<AttemptEnd>>,
     cut: usize,
+    options: DriverOptions,
+    cancel_at: Option<Duration>,
 ) -> (Run, Fake, Vec<RunEvent>) {
     let script = move |plan: Vec<Vec<AttemptEnd>>| {
         move |name: &str, attempt: u32| {
@@ -412,8 +424,15 @@ async fn crash_and_resume(
         }
     }
     let mut first = Fake::new(p, script(plan.clone()));
-    let mut driver = Driver::new("r", p, DriverOptions::default()).unwrap();
-    let (_tx, mut rx) = mpsc::unbounded_channel();
+    let mut driver = Driver::new("r", p, options).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if let Some(at) = cancel_at {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            let _ = tx.send(Command::Cancel);
+        });
+    }
     let mut crash = Crash {
         journal: Journal {
             store: store.clone(),
@@ -433,8 +452,9 @@ async fn crash_and_resume(
         .unwrap();
     let stored = store.events("r", 0, usize::MAX).await.unwrap();
     let mut second = Fake::new(p, script(plan));
-    let mut driver =
-        Driver::resume("r", p, DriverOptions::default(), &stored, Now::current()).unwrap();
+    let mut driver = Driver::resume("r", p, options, &stored, Now::current()).unwrap();
+    let (_tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    drop(tx);
     let mut journal = Journal {
         store: store.clone(),
         lease,
@@ -453,6 +473,50 @@ async fn crash_and_resume(
     let run = driver.into_run();
     assert_eq!(store.get("r").await.unwrap().unwrap().run, run);
     (run, second, stored)
+}
+
+#[test]
+fn a_run_cancelled_before_a_crash_abandons_what_was_running_and_still_runs_finally() {
+    let p = pipeline("job j0 {}\n job j1 after j0 {}\n finally { job j2 {} }");
+    // Job 0 takes 17 ms; the cancel comes at 5 ms, while it runs. The first worker stores the
+    // events up to the cancel request and dies.
+    let whole = paused().block_on(async {
+        let fake = Fake::new(&p, |_, _| ok(17));
+        run_with(
+            &p,
+            fake,
+            None,
+            vec![(Duration::from_millis(5), Command::Cancel)],
+        )
+        .await
+    });
+    let cut = whole
+        .events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::CancelRequested { .. }))
+        .unwrap()
+        + 1;
+    let (run, second, _) = paused().block_on(crash_and_resume(
+        &p,
+        vec![vec![]; 3],
+        cut,
+        DriverOptions::default(),
+        Some(Duration::from_millis(5)),
+    ));
+    assert_eq!(run.status, Status::Cancelled);
+    assert_eq!(status(&run, "j0"), Status::Cancelled);
+    assert_eq!(status(&run, "j1"), Status::Cancelled);
+    assert_eq!(status(&run, "j2"), Status::Successful);
+    assert_eq!(
+        second.abandoned,
+        [("j0".to_string(), 1, Some("j0#1".to_string()))]
+    );
+    let started: Vec<&str> = second.starts.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(
+        started,
+        ["j2"],
+        "only the finally job runs after the take-over"
+    );
 }
 
 fn paused() -> tokio::runtime::Runtime {
@@ -493,7 +557,11 @@ proptest! {
     /// uninterrupted run does; no job decided before the cut runs again, and attempts in flight
     /// at the cut are started again with the handle they had.
     #[test]
-    fn a_resumed_run_ends_as_an_uninterrupted_one(specs in pipeline_specs(), cut in any::<usize>()) {
+    fn a_resumed_run_ends_as_an_uninterrupted_one(
+        specs in pipeline_specs(),
+        cut in any::<usize>(),
+        concurrency in proptest::option::of(1usize..3),
+    ) {
         let specs = legal(specs);
         let p = to_ir(&specs);
         let plan: Vec<Vec<AttemptEnd>> = specs.iter().map(|s| s.results.clone()).collect();
@@ -507,12 +575,14 @@ proptest! {
                     stubborn: false,
                 }
             });
-            run_with(&p, fake, None, vec![]).await
+            run_with(&p, fake, concurrency, vec![]).await
         });
         // Cut anywhere before the last event (a run whose events were all stored is finished).
         let cut = 1 + cut % (whole.events.len() - 1).max(1);
         prop_assume!(cut < whole.events.len());
-        let (resumed, second, stored) = paused().block_on(crash_and_resume(&p, plan, cut));
+        let options = DriverOptions { concurrency, kill_grace: Some(Duration::from_secs(3)) };
+        let (resumed, second, stored) =
+            paused().block_on(crash_and_resume(&p, plan, cut, options, None));
         let outcomes = |r: &Run| r.jobs.iter().map(|j| (j.name.clone(), j.status)).collect::<Vec<_>>();
         prop_assert_eq!(outcomes(&resumed), outcomes(&whole.run));
         prop_assert_eq!(resumed.status, whole.run.status);

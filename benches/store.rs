@@ -17,42 +17,12 @@ mod server;
 mod workload;
 
 use chainr_runtime::driver::{drive, Driver, DriverOptions};
-use chainr_runtime::event::AttemptResult;
+use chainr_runtime::executor::InstantExecutor;
 use chainr_runtime::log::MemoryLogs;
 use chainr_runtime::store::{Journal, NewRun, Store};
-use chainr_runtime::{AttemptSpec, ExecEvent, Executor, JobId};
-use std::collections::VecDeque;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Ends every attempt as soon as it starts, successfully.
-#[derive(Default)]
-struct Instant0 {
-    ended: VecDeque<(JobId, u32)>,
-}
-
-impl Executor for Instant0 {
-    fn kill_grace(&self) -> Option<Duration> {
-        None
-    }
-    async fn start(&mut self, a: AttemptSpec<'_>) -> Result<Option<String>, String> {
-        self.ended.push_back((a.job, a.attempt));
-        Ok(None)
-    }
-    async fn stop(&mut self, _: JobId, _: u32, _: bool) {}
-    async fn abandon(&mut self, _: AttemptSpec<'_>) {}
-    async fn next(&mut self) -> Option<ExecEvent> {
-        match self.ended.pop_front() {
-            Some((job, attempt)) => Some(ExecEvent::Ended {
-                job,
-                attempt,
-                result: AttemptResult::succeeded(),
-            }),
-            None => std::future::pending().await,
-        }
-    }
-}
 
 /// Creates `runs` runs, then `workers` tasks claim and drive them until none is left.
 /// Answers the events stored per second and the number of events.

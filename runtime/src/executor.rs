@@ -74,3 +74,54 @@ pub trait Executor {
         std::future::ready(())
     }
 }
+
+/// An executor that ends every attempt successfully as soon as it starts, and counts what it
+/// started: for tests and benchmarks of everything around executors (drivers, stores, workers).
+#[derive(Default)]
+pub struct InstantExecutor {
+    ended: std::collections::VecDeque<(JobId, u32)>,
+    /// Every attempt started, in order: run, job name, attempt (shared, to count across
+    /// executors).
+    pub started: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u32)>>>,
+}
+
+impl InstantExecutor {
+    /// An executor that records its starts in `started`.
+    pub fn recording(
+        started: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u32)>>>,
+    ) -> InstantExecutor {
+        InstantExecutor {
+            ended: Default::default(),
+            started,
+        }
+    }
+}
+
+impl Executor for InstantExecutor {
+    fn kill_grace(&self) -> Option<Duration> {
+        None
+    }
+
+    async fn start(&mut self, a: AttemptSpec<'_>) -> Result<Option<String>, String> {
+        self.ended.push_back((a.job, a.attempt));
+        if let Ok(mut started) = self.started.lock() {
+            started.push((a.run_id.to_string(), a.name.to_string(), a.attempt));
+        }
+        Ok(None)
+    }
+
+    async fn stop(&mut self, _: JobId, _: u32, _: bool) {}
+
+    async fn abandon(&mut self, _: AttemptSpec<'_>) {}
+
+    async fn next(&mut self) -> Option<ExecEvent> {
+        match self.ended.pop_front() {
+            Some((job, attempt)) => Some(ExecEvent::Ended {
+                job,
+                attempt,
+                result: crate::event::AttemptResult::succeeded(),
+            }),
+            None => std::future::pending().await,
+        }
+    }
+}

@@ -11,6 +11,7 @@ pub mod log;
 pub mod record;
 pub mod scheduler;
 pub mod store;
+pub mod worker;
 
 pub use driver::{drive, Command, Driver, DriverOptions, Now, Publish, Subscribers};
 pub use event::{AttemptResult, EventKind, Reason, RunEvent};

@@ -477,6 +477,92 @@ pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
     );
 }
 
+/// Two workers on one store and 50 runs of 5 jobs: every job ran exactly once, and every run
+/// succeeded: claims, leases and fenced appends hold up under workers racing for runs.
+pub async fn two_workers_run_every_job_once(store: std::sync::Arc<dyn Store>) {
+    use crate::executor::InstantExecutor;
+    use crate::log::MemoryLogs;
+    use crate::worker::{work, Executors, Held, WorkerOptions};
+    use std::sync::{Arc, Mutex};
+    type Started = Arc<Mutex<Vec<(String, String, u32)>>>;
+    struct Recording(Started);
+    impl Executors for Recording {
+        type Executor = InstantExecutor;
+        fn for_run(&self, _run: &str) -> Result<InstantExecutor, String> {
+            Ok(InstantExecutor::recording(self.0.clone()))
+        }
+    }
+    let options = |id: &str| WorkerOptions {
+        lease: Duration::from_millis(400),
+        renew_every: Duration::from_millis(100),
+        idle: Duration::from_millis(20),
+        runs_at_once: 4,
+        ..WorkerOptions::new(id)
+    };
+    for i in 0..50 {
+        let mut run = new_run(&format!("run-{i:02}"), "five");
+        run.pipeline = five_jobs();
+        store.create(run).await.unwrap();
+    }
+    let started: Started = Arc::default();
+    let executors = Arc::new(Recording(started.clone()));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|w| {
+            tokio::spawn(work(
+                store.clone(),
+                executors.clone(),
+                Arc::new(MemoryLogs::new()),
+                options(w),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // Wait until every run finished, then stop the workers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut done = 0;
+        for i in 0..50 {
+            let run = store.get(&format!("run-{i:02}")).await.unwrap().unwrap();
+            done += usize::from(run.run.status.is_terminal());
+        }
+        if done == 50 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of 50 runs finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).unwrap();
+    let mut by_worker = Vec::new();
+    for w in workers {
+        let ended = w.await.unwrap();
+        assert!(ended.iter().all(|(_, h)| *h == Held::Finished), "{ended:?}");
+        by_worker.push(ended.len());
+    }
+    assert_eq!(by_worker.iter().sum::<usize>(), 50);
+    let mut starts = started.lock().unwrap().clone();
+    assert_eq!(starts.len(), 250, "every job of every run once");
+    starts.sort();
+    starts.dedup();
+    assert_eq!(starts.len(), 250, "no job ran twice");
+    for i in 0..50 {
+        let run = store.get(&format!("run-{i:02}")).await.unwrap().unwrap();
+        assert_eq!(run.run.status, Status::Successful);
+    }
+}
+
+/// Five jobs: `a`, then `b` and `c`, then `d`, then `e`.
+pub fn five_jobs() -> ir::Pipeline {
+    let src = "pipeline five {\n defaults { image = \"busybox\" run = \"true\" }\n job a {}\n job b after a {}\n job c after a {}\n job d after b, c {}\n job e after d {}\n}";
+    chainr_compiler::compile(src, &Default::default())
+        .pipeline
+        .expect("the five-job pipeline compiles")
+}
+
 /// One `#[tokio::test]` per conformance case for the store that `$make` (an async expression)
 /// gives; each test gets a fresh store. `$make` gives anything that dereferences to the store
 /// (a `Box`, or a guard that also holds the store's files), dropped when the test ends.

@@ -71,3 +71,12 @@ async fn a_redis_killed_and_restarted_keeps_what_it_acknowledged() {
         .expect("the lease holder writes after the restart");
     assert_eq!(store.events("r1", 0, 10).await.unwrap().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_redis_run_every_job_once() {
+    let f = fresh().await;
+    chainr_runtime::store::conformance::two_workers_run_every_job_once(std::sync::Arc::new(
+        f.store.clone(),
+    ))
+    .await;
+}

@@ -57,3 +57,12 @@ async fn what_was_written_survives_reopening_the_file() {
         .unwrap();
     assert_eq!(next.run, "r2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_database_run_every_job_once() {
+    let f = fresh().await;
+    chainr_runtime::store::conformance::two_workers_run_every_job_once(std::sync::Arc::new(
+        f.store.clone(),
+    ))
+    .await;
+}

@@ -1,0 +1,207 @@
+//! A worker: claims runs from the store, drives each with the one run loop (continuing it from
+//! its stored events when another worker had it before), renews the run's lease while it works,
+//! and hands runs back at once when it is told to stop. A worker whose lease was lost stops
+//! driving that run: another worker has it now, and its writes would be refused anyway.
+
+use crate::driver::{drive, Command, DriveError, Driver, DriverOptions, Now, PublishError};
+use crate::executor::Executor;
+use crate::log::LogSink;
+use crate::store::{Journal, Lease, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How a worker works.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Its name in leases.
+    pub id: String,
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
+    /// How often a held lease is renewed (well within `lease`).
+    pub renew_every: Duration,
+    /// How long to wait before looking for work again when there was none.
+    pub idle: Duration,
+    /// At most this many runs at once.
+    pub runs_at_once: usize,
+    /// At most this many attempts at once in one run.
+    pub concurrency: Option<usize>,
+}
+
+impl WorkerOptions {
+    pub fn new(id: &str) -> WorkerOptions {
+        WorkerOptions {
+            id: id.to_string(),
+            lease: Duration::from_secs(30),
+            renew_every: Duration::from_secs(10),
+            idle: Duration::from_millis(500),
+            runs_at_once: 16,
+            concurrency: None,
+        }
+    }
+}
+
+/// Makes the executor of each run a worker drives.
+pub trait Executors: Send + Sync + 'static {
+    type Executor: Executor + Send + 'static;
+    fn for_run(&self, run_id: &str) -> Result<Self::Executor, String>;
+}
+
+/// How a worker's hold on a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// The run finished.
+    Finished,
+    /// Another worker has it now.
+    LeaseLost,
+    /// The worker was told to stop and handed the run back.
+    HandedBack,
+    /// It could not be driven (the store failed, the executor could not start, ...); the lease
+    /// was released so that another worker may try.
+    Failed(String),
+}
+
+/// Drives one claimed run until it finishes, its lease is lost, or `stop` turns true.
+pub async fn drive_claimed<X: Executors>(
+    store: Arc<dyn Store>,
+    executors: &X,
+    logs: &dyn LogSink,
+    lease: Lease,
+    options: &WorkerOptions,
+    stop: &mut watch::Receiver<bool>,
+) -> Held {
+    let loaded = async {
+        let stored = store
+            .get(&lease.run)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(lease.run.clone()))?;
+        let events = store.events(&lease.run, 0, usize::MAX).await?;
+        Ok::<_, StoreError>((stored, events))
+    };
+    let (stored, events) = match loaded.await {
+        Ok(x) => x,
+        Err(e) => return give_back(&*store, &lease, e.to_string()).await,
+    };
+    let mut executor = match executors.for_run(&lease.run) {
+        Ok(x) => x,
+        Err(e) => return give_back(&*store, &lease, e).await,
+    };
+    let driver_options = DriverOptions {
+        concurrency: options.concurrency,
+        kill_grace: executor.kill_grace(),
+    };
+    let mut driver = match Driver::resume(
+        &lease.run,
+        &stored.pipeline,
+        driver_options,
+        &events,
+        Now::current(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return give_back(&*store, &lease, e.to_string()).await,
+    };
+    let mut journal = Journal {
+        store: store.clone(),
+        lease: lease.clone(),
+    };
+    // Cancels come through the store with the server; none yet here.
+    let (_commands_tx, mut commands) = mpsc::unbounded_channel::<Command>();
+    let renew = async {
+        loop {
+            tokio::time::sleep(options.renew_every).await;
+            match store.renew(&lease, options.lease).await {
+                Err(StoreError::LeaseLost(_)) => return,
+                // The store may come back before the lease expires: keep trying.
+                Err(_) | Ok(()) => {}
+            }
+        }
+    };
+    let stopped = async {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        driven = drive(&mut driver, &mut executor, logs, &mut commands, &mut journal) => {
+            match driven {
+                Ok(()) => {
+                    let _ = store.release(&lease).await;
+                    Held::Finished
+                }
+                Err(DriveError::Publish(PublishError::LeaseLost(_))) => Held::LeaseLost,
+                Err(e) => give_back(&*store, &lease, e.to_string()).await,
+            }
+        }
+        _ = renew => Held::LeaseLost,
+        _ = stopped => {
+            let _ = store.release(&lease).await;
+            Held::HandedBack
+        }
+    }
+}
+
+async fn give_back(store: &dyn Store, lease: &Lease, why: String) -> Held {
+    let _ = store.release(lease).await;
+    Held::Failed(why)
+}
+
+/// Works until `stop` turns true: claims runs while it has room, drives them, and at the end
+/// hands back what it holds. Answers how each hold ended, in the order they ended.
+pub async fn work<X: Executors>(
+    store: Arc<dyn Store>,
+    executors: Arc<X>,
+    logs: Arc<dyn LogSink>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<(String, Held)> {
+    let mut running = tokio::task::JoinSet::new();
+    let mut ended = Vec::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let mut claimed_any = false;
+        while running.len() < options.runs_at_once.max(1) {
+            let Ok(Some(lease)) = store.claim(&options.id, options.lease).await else {
+                break;
+            };
+            claimed_any = true;
+            let (store, executors, logs, options, mut stop) = (
+                store.clone(),
+                executors.clone(),
+                logs.clone(),
+                options.clone(),
+                stop.clone(),
+            );
+            running.spawn(async move {
+                let run = lease.run.clone();
+                let held =
+                    drive_claimed(store, &*executors, &*logs, lease, &options, &mut stop).await;
+                (run, held)
+            });
+        }
+        let idle = if claimed_any {
+            Duration::ZERO
+        } else {
+            options.idle
+        };
+        tokio::select! {
+            Some(done) = running.join_next() => {
+                if let Ok(done) = done {
+                    ended.push(done);
+                }
+            }
+            _ = tokio::time::sleep(idle), if running.len() < options.runs_at_once.max(1) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // Stopping: every run hands itself back (each task sees `stop` too).
+    while let Some(done) = running.join_next().await {
+        if let Ok(done) = done {
+            ended.push(done);
+        }
+    }
+    ended
+}

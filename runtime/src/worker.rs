@@ -109,10 +109,9 @@ pub async fn drive_claimed<X: Executors>(
     let renew = async {
         loop {
             tokio::time::sleep(options.renew_every).await;
-            match store.renew(&lease, options.lease).await {
-                Err(StoreError::LeaseLost(_)) => return,
-                // The store may come back before the lease expires: keep trying.
-                Err(_) | Ok(()) => {}
+            // Any other failure: the store may come back before the lease expires, keep trying.
+            if let Err(StoreError::LeaseLost(_)) = store.renew(&lease, options.lease).await {
+                return;
             }
         }
     };

@@ -65,7 +65,7 @@ async fn transitions(store: Arc<dyn Store>, runs: usize, workers: usize) -> (f64
                 let logs = MemoryLogs::new();
                 drive(
                     &mut driver,
-                    &mut Instant0::default(),
+                    &mut InstantExecutor::default(),
                     &logs,
                     &mut rx,
                     &mut journal,

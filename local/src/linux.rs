@@ -269,11 +269,9 @@ impl Executor for LocalExecutor {
     }
 
     async fn start(&mut self, a: AttemptSpec<'_>) -> Result<Option<String>, String> {
-        if let Some(Some(handle)) = a.resume {
-            // An earlier start of this attempt (by a worker that stopped) must not run
-            // alongside this one: its process group goes first.
-            kill_earlier(handle).await;
-        }
+        // An earlier start of this attempt (by a worker that stopped) must not run alongside
+        // this one: its process group goes first.
+        kill_earlier_start(&a).await;
         match self.spawn(&a) {
             Ok(pid) => Ok(Some(handle_of(pid))),
             Err(e) => Err(format!("could not start `sh`: {e}")),
@@ -281,9 +279,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn abandon(&mut self, a: AttemptSpec<'_>) {
-        if let Some(Some(handle)) = a.resume {
-            kill_earlier(handle).await;
-        }
+        kill_earlier_start(&a).await;
     }
 
     async fn stop(&mut self, job: JobId, attempt: u32, force: bool) {
@@ -371,6 +367,54 @@ fn handle_of(pid: i32) -> String {
     )
 }
 
+/// Kills what an earlier start of a resumed attempt left running: the group its handle names, or,
+/// when the start was not recorded, every group whose leader carries the attempt's identity in
+/// its environment (`CHAINR_RUN_ID`, `CHAINR_JOB`, `CHAINR_ATTEMPT`).
+async fn kill_earlier_start(a: &AttemptSpec<'_>) {
+    match a.resume {
+        None => {}
+        Some(Some(handle)) => kill_earlier(handle).await,
+        Some(None) => {
+            for pid in processes_of(a.run_id, a.name, a.attempt) {
+                if let Some(start) = start_time(pid) {
+                    kill_earlier(&format!("{pid}:{start}:{}", boot_id())).await;
+                }
+            }
+        }
+    }
+}
+
+/// The processes of this machine whose environment names this attempt, and that lead their
+/// process group (an attempt's `sh`).
+fn processes_of(run_id: &str, job: &str, attempt: u32) -> Vec<i32> {
+    let want = [
+        format!("CHAINR_RUN_ID={run_id}"),
+        format!("CHAINR_JOB={job}"),
+        format!("CHAINR_ATTEMPT={attempt}"),
+    ];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: getpgid only reads the process group of `pid`.
+        if unsafe { libc::getpgid(pid) } != pid {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if want.iter().all(|w| vars.contains(&w.as_bytes())) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// Kills the process group an earlier start of an attempt left, if it is that group (same
 /// boot, same leader start time), and waits until it is gone. A handle from another boot names
 /// processes that are gone; one from another machine cannot be reached from here.
@@ -387,12 +431,32 @@ async fn kill_earlier(handle: &str) {
     }
     kill_group(pid, libc::SIGKILL);
     for _ in 0..100 {
-        // SAFETY: kill(2) with signal 0 only checks whether the group has members.
-        if unsafe { libc::kill(-pid, 0) } != 0 {
+        if !group_alive(pid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether process group `pgid` has a member that is not a zombie (a zombie runs nothing; its
+/// parent, not us, reaps it).
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // After the command: state, ppid, pgrp.
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map_or(Vec::new(), |(_, rest)| rest.splitn(4, ' ').collect());
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
 }
 
 /// Up to `CHUNK` bytes of output not passed on yet.

@@ -274,14 +274,14 @@ impl<'p> Driver<'p> {
                 d.launch(job, attempt, Some(handle));
             }
         }
-        // Attempts decided but never started.
+        // Attempts decided but with no recorded start: the earlier driver may have started them
+        // and stopped before recording it, so they are resumed with no handle (the executor
+        // finds what may run by the attempt's identity: a Job's name, a process's environment).
         let mut launches: Vec<_> = launched.into_iter().collect();
         launches.sort();
-        d.actions.extend(
-            launches
-                .into_iter()
-                .map(|(job, attempt)| Action::Launch { job, attempt }),
-        );
+        for (job, attempt) in launches {
+            d.launch(job, attempt, Some(None));
+        }
         // Retries waiting for their time, and decisions taken but not recorded.
         for job in 0..d.live.len() {
             match d.scheduler.state(job) {

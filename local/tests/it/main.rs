@@ -181,3 +181,30 @@ async fn a_resumed_attempt_kills_what_its_earlier_start_left_running() {
     });
     assert!(gone, "the earlier start of the attempt still runs");
 }
+
+#[tokio::test]
+async fn a_start_that_was_never_recorded_is_found_by_its_identity_and_killed() {
+    // The first worker started the attempt and died before recording its handle.
+    let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    let job = spec("sleep 30");
+    let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
+    let old = pid_of(&handle);
+    std::mem::forget(first);
+    // Another attempt of another run is left alone.
+    let mut other = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    let mut elsewhere = attempt(&job, None);
+    elsewhere.run_id = "run-2";
+    let bystander = pid_of(&other.start(elsewhere).await.unwrap().unwrap());
+    let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    let quick = spec("echo again");
+    second.start(attempt(&quick, Some(None))).await.unwrap();
+    let (out, _, _) = until_end(&mut second).await;
+    assert_eq!(out, "again\n");
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        !alive(old)
+    });
+    assert!(gone, "the unrecorded start still runs");
+    assert!(alive(bystander), "another run's attempt was killed");
+    other.stop(0, 1, true).await;
+}

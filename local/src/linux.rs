@@ -341,101 +341,84 @@ impl Drop for LocalExecutor {
     }
 }
 
-/// This boot of this machine (`/proc/sys/kernel/random/boot_id`).
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// This boot of this machine (`/proc/sys/kernel/random/boot_id`), read once.
+fn boot_id() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
 }
 
-/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command, which ends with the last `)`: state is field 3, start time 22.
-    let rest = stat.rsplit_once(") ")?.1;
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// How an attempt's process group is found again: its leader's pid, when the leader started,
-/// and this machine's boot, so that a reused pid or another machine's process is never taken
-/// for it.
+/// How an attempt's process group is found again: its leader's pid and this machine's boot (a
+/// handle from another boot names processes that are gone). Before anything is killed by it, the
+/// leader's environment must carry the attempt's identity, so a reused pid is never taken for it.
 fn handle_of(pid: i32) -> String {
-    format!(
-        "{pid}:{}:{}",
-        start_time(pid).unwrap_or_default(),
-        boot_id()
-    )
+    format!("{pid}:{}", boot_id())
 }
 
-/// Kills what an earlier start of a resumed attempt left running: the group its handle names, or,
-/// when the start was not recorded, every group whose leader carries the attempt's identity in
-/// its environment (`CHAINR_RUN_ID`, `CHAINR_JOB`, `CHAINR_ATTEMPT`).
+/// Kills what an earlier start of a resumed attempt left running: the group its handle names,
+/// or, when the start was not recorded, every group whose leader carries the attempt's identity
+/// (`CHAINR_RUN_ID`, `CHAINR_JOB`, `CHAINR_ATTEMPT` in its environment), and waits until they are
+/// gone. A start on another machine cannot be reached from here.
 async fn kill_earlier_start(a: &AttemptSpec<'_>) {
-    match a.resume {
-        None => {}
-        Some(Some(handle)) => kill_earlier(handle).await,
-        Some(None) => {
-            for pid in processes_of(a.run_id, a.name, a.attempt) {
-                if let Some(start) = start_time(pid) {
-                    kill_earlier(&format!("{pid}:{start}:{}", boot_id())).await;
-                }
-            }
+    let identity = identity(a.run_id, a.name, a.attempt);
+    let leaders = match a.resume {
+        None => return,
+        Some(Some(handle)) => {
+            let named = handle
+                .split_once(':')
+                .filter(|(_, boot)| *boot == boot_id())
+                .and_then(|(pid, _)| pid.parse::<i32>().ok())
+                .filter(|pid| *pid > 1 && leads_attempt(*pid, &identity));
+            named.into_iter().collect()
         }
-    }
-}
-
-/// The processes of this machine whose environment names this attempt, and that lead their
-/// process group (an attempt's `sh`).
-fn processes_of(run_id: &str, job: &str, attempt: u32) -> Vec<i32> {
-    let want = [
-        format!("CHAINR_RUN_ID={run_id}"),
-        format!("CHAINR_JOB={job}"),
-        format!("CHAINR_ATTEMPT={attempt}"),
-    ];
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        Some(None) => processes_of(&identity),
     };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        // SAFETY: getpgid only reads the process group of `pid`.
-        if unsafe { libc::getpgid(pid) } != pid {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-        if want.iter().all(|w| vars.contains(&w.as_bytes())) {
-            found.push(pid);
-        }
+    for pid in &leaders {
+        kill_group(*pid, libc::SIGKILL);
     }
-    found
-}
-
-/// Kills the process group an earlier start of an attempt left, if it is that group (same
-/// boot, same leader start time), and waits until it is gone. A handle from another boot names
-/// processes that are gone; one from another machine cannot be reached from here.
-async fn kill_earlier(handle: &str) {
-    let mut parts = handle.splitn(3, ':');
-    let (Some(pid), Some(start), Some(boot)) = (parts.next(), parts.next(), parts.next()) else {
-        return;
-    };
-    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
-        return;
-    };
-    if pid <= 1 || boot != boot_id() || start_time(pid) != Some(start) {
-        return;
-    }
-    kill_group(pid, libc::SIGKILL);
     for _ in 0..100 {
-        if !group_alive(pid) {
+        if !leaders.iter().any(|pid| group_alive(*pid)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The environment entries that name an attempt.
+fn identity(run_id: &str, job: &str, attempt: u32) -> [String; 3] {
+    [
+        format!("CHAINR_RUN_ID={run_id}"),
+        format!("CHAINR_JOB={job}"),
+        format!("CHAINR_ATTEMPT={attempt}"),
+    ]
+}
+
+/// Whether `pid` leads its process group and its environment names the attempt.
+fn leads_attempt(pid: i32, identity: &[String; 3]) -> bool {
+    // SAFETY: getpgid only reads the process group of `pid`.
+    if unsafe { libc::getpgid(pid) } != pid {
+        return false;
+    }
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    identity.iter().all(|w| vars.contains(&w.as_bytes()))
+}
+
+/// The group leaders of this machine whose environment names the attempt.
+fn processes_of(identity: &[String; 3]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| leads_attempt(*pid, identity))
+        .collect()
 }
 
 /// Whether process group `pgid` has a member that is not a zombie (a zombie runs nothing; its

@@ -148,13 +148,22 @@ async fn an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing() {
     let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
     let old = pid_of(&handle);
     std::mem::forget(first);
+    // Another run's attempt, whose pid a stale handle names (a pid reused, say).
+    let mut other = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
+    let mut elsewhere = attempt(&job, None);
+    elsewhere.run_id = "run-2";
+    let other_handle = other.start(elsewhere).await.unwrap().unwrap();
     let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
-    // A handle whose start time does not match names another process: it is left alone.
-    let stale = format!("{old}:1:{}", handle.rsplit(':').next().unwrap());
-    second.abandon(attempt(&job, Some(Some(&stale)))).await;
-    assert!(alive(old), "a process that is not the attempt's was killed");
+    second
+        .abandon(attempt(&job, Some(Some(&other_handle))))
+        .await;
+    assert!(
+        alive(pid_of(&other_handle)),
+        "a process that is not the attempt's was killed"
+    );
     second.abandon(attempt(&job, Some(Some(&handle)))).await;
     assert!(!alive(old), "the abandoned attempt still runs");
+    other.stop(0, 1, true).await;
 }
 
 #[tokio::test]

@@ -253,13 +253,24 @@ impl<'p> Driver<'p> {
                 EventKind::RunStarted { .. } => {}
             }
         }
-        // Attempts that were running: started again; stopped at once if the run was cancelled.
-        let mut in_flight: Vec<_> = in_flight.into_iter().collect();
-        in_flight.sort_by_key(|(job, _)| *job);
-        for (job, (attempt, handle)) in in_flight {
+        // Attempts that were running, and attempts decided with no recorded start (the earlier
+        // driver may have started them and stopped before recording it: they have no handle,
+        // and the executor finds what may run by the attempt's identity, a Job's name or a
+        // process's environment). They are started again, or, if the run was cancelled since,
+        // abandoned: not started again only to be stopped.
+        let mut earlier: Vec<(JobId, u32, Option<String>)> = in_flight
+            .into_iter()
+            .map(|(job, (attempt, handle))| (job, attempt, handle))
+            .chain(
+                launched
+                    .into_iter()
+                    .map(|(job, attempt)| (job, attempt, None)),
+            )
+            .collect();
+        earlier.sort();
+        for (job, attempt, handle) in earlier {
             let cancelled = d.cancels > 1 || (d.cancels == 1 && !d.specs[job].finally);
             if cancelled {
-                // Not started again only to be stopped: what the earlier start left is ended.
                 d.live[job] = Some(Live {
                     attempt,
                     stop: Some(StopReason::Cancel),
@@ -273,14 +284,6 @@ impl<'p> Driver<'p> {
             } else {
                 d.launch(job, attempt, Some(handle));
             }
-        }
-        // Attempts decided but with no recorded start: the earlier driver may have started them
-        // and stopped before recording it, so they are resumed with no handle (the executor
-        // finds what may run by the attempt's identity: a Job's name, a process's environment).
-        let mut launches: Vec<_> = launched.into_iter().collect();
-        launches.sort();
-        for (job, attempt) in launches {
-            d.launch(job, attempt, Some(None));
         }
         // Retries waiting for their time, and decisions taken but not recorded.
         for job in 0..d.live.len() {

@@ -372,6 +372,8 @@ pub async fn execute<E: chainr_runtime::Executor + Send>(
         DriverOptions {
             concurrency,
             kill_grace: executor.kill_grace(),
+            // A local run's log files keep everything, as the jobs' own output would.
+            log_cap: None,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -73,6 +73,9 @@ pub struct DriverOptions {
     /// After a graceful stop, how long before a forced one (the executor's
     /// [`Executor::kill_grace`]).
     pub kill_grace: Option<Duration>,
+    /// Keep at most this many bytes of one attempt's output; past it, a marker line says where
+    /// the output was cut and the rest is dropped (`None`: keep everything).
+    pub log_cap: Option<u64>,
 }
 
 /// What the executor is asked to do.
@@ -120,6 +123,9 @@ struct Live {
     attempt: u32,
     stop: Option<StopReason>,
     output_lost: Option<String>,
+    /// Output bytes passed to the log sink so far, and whether the cap cut it.
+    logged: u64,
+    cut: bool,
 }
 
 pub struct Driver<'p> {
@@ -134,6 +140,7 @@ pub struct Driver<'p> {
     timer_seq: u64,
     cancels: u32,
     kill_grace: Option<Duration>,
+    log_cap: Option<u64>,
     actions: Vec<Action>,
     effects: Vec<Effect>,
     events: Vec<RunEvent>,
@@ -169,6 +176,7 @@ impl<'p> Driver<'p> {
             timer_seq: 0,
             cancels: 0,
             kill_grace: options.kill_grace,
+            log_cap: options.log_cap,
             actions: Vec::new(),
             effects: Vec::new(),
             events: Vec::new(),
@@ -275,6 +283,8 @@ impl<'p> Driver<'p> {
                     attempt,
                     stop: Some(StopReason::Cancel),
                     output_lost: None,
+                    logged: 0,
+                    cut: false,
                 });
                 d.effects.push(Effect::Abandon {
                     job,
@@ -376,6 +386,40 @@ impl<'p> Driver<'p> {
                 );
             }
         }
+    }
+
+    /// What of a piece of an attempt's output goes to its log: all of it, up to the log cap,
+    /// then once a marker that says the output was cut, then nothing.
+    pub fn output_to_keep<'b>(
+        &mut self,
+        job: JobId,
+        attempt: u32,
+        bytes: &'b [u8],
+    ) -> std::borrow::Cow<'b, [u8]> {
+        use std::borrow::Cow;
+        let cap = self.log_cap;
+        let Some(Some(l)) = self.live.get_mut(job) else {
+            return Cow::Borrowed(bytes);
+        };
+        if l.attempt != attempt {
+            return Cow::Borrowed(bytes);
+        }
+        let Some(cap) = cap else {
+            return Cow::Borrowed(bytes);
+        };
+        if l.cut {
+            return Cow::Borrowed(&[]);
+        }
+        let room = cap.saturating_sub(l.logged);
+        if (bytes.len() as u64) <= room {
+            l.logged += bytes.len() as u64;
+            return Cow::Borrowed(bytes);
+        }
+        l.cut = true;
+        l.logged = cap;
+        let mut kept = bytes[..room as usize].to_vec();
+        kept.extend_from_slice(crate::log::cut_marker(cap).as_bytes());
+        Cow::Owned(kept)
     }
 
     /// The output of an attempt could not be kept; its result will say so.
@@ -561,6 +605,8 @@ impl<'p> Driver<'p> {
             attempt,
             stop: None,
             output_lost: None,
+            logged: 0,
+            cut: false,
         });
         self.effects.push(Effect::Start {
             job,
@@ -822,8 +868,11 @@ pub async fn drive<E: Executor + Send>(
             event = executor.next() => match event {
                 Some(ExecEvent::Output { job, attempt, bytes }) => {
                     let key = driver.log_key(job, attempt);
-                    if let Err(e) = logs.append(&key, &bytes).await {
-                        driver.output_lost(job, attempt, e.to_string());
+                    let kept = driver.output_to_keep(job, attempt, &bytes);
+                    if !kept.is_empty() {
+                        if let Err(e) = logs.append(&key, &kept).await {
+                            driver.output_lost(job, attempt, e.to_string());
+                        }
                     }
                 }
                 Some(ExecEvent::Ended { job, attempt, mut result }) => {

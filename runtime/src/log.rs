@@ -6,6 +6,19 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// How much of one attempt's output the server keeps by default: 16 MiB.
+pub const DEFAULT_LOG_CAP: u64 = 16 << 20;
+
+/// The line that ends a log cut at `cap` bytes.
+pub fn cut_marker(cap: u64) -> String {
+    let size = if cap.is_multiple_of(1 << 20) {
+        format!("{} MiB", cap >> 20)
+    } else {
+        format!("{cap} bytes")
+    };
+    format!("\n[chainr: the output was cut here, at {size}; the rest was not kept]\n")
+}
+
 /// Which attempt's output.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogKey {
@@ -109,4 +122,116 @@ impl LogSink for MemoryLogs {
             },
         })
     }
+}
+
+/// The conformance suite of [`LogSink`]: what every sink must do, as async functions that panic
+/// on a violation; [`log_sink_conformance!`](crate::log_sink_conformance) makes one test each.
+pub mod conformance {
+    use super::{LogKey, LogSink};
+
+    fn key(job: &str, attempt: u32) -> LogKey {
+        LogKey {
+            run: "run-1".into(),
+            job: job.into(),
+            attempt,
+        }
+    }
+
+    pub async fn a_log_reads_while_written_and_completes(sink: &dyn LogSink) {
+        let k = key("build", 1);
+        let unknown = sink.read(&k, 0, 100).await.unwrap();
+        assert!(unknown.bytes.is_empty() && !unknown.complete);
+        sink.append(&k, b"one\n").await.unwrap();
+        let first = sink.read(&k, 0, 100).await.unwrap();
+        assert_eq!(first.bytes, b"one\n");
+        assert_eq!(first.next, 4);
+        assert!(!first.complete, "the attempt still runs");
+        sink.append(&k, b"two\n").await.unwrap();
+        let middle = sink.read(&k, 4, 2).await.unwrap();
+        assert_eq!(middle.bytes, b"tw");
+        assert_eq!(middle.next, 6);
+        assert!(!middle.complete);
+        assert!(sink.finish(&k).await.unwrap().is_some());
+        let all = sink.read(&k, 0, 1 << 20).await.unwrap();
+        assert_eq!(all.bytes, b"one\ntwo\n");
+        assert!(all.complete);
+        let end = sink.read(&k, 8, 100).await.unwrap();
+        assert!(end.bytes.is_empty() && end.complete && end.next == 8);
+    }
+
+    pub async fn an_attempt_that_printed_nothing_has_no_log(sink: &dyn LogSink) {
+        let k = key("quiet", 1);
+        assert_eq!(sink.finish(&k).await.unwrap(), None);
+        let read = sink.read(&k, 0, 10).await.unwrap();
+        assert!(read.bytes.is_empty());
+    }
+
+    pub async fn a_reset_log_starts_again(sink: &dyn LogSink) {
+        let k = key("again", 2);
+        sink.append(&k, b"from the first start\n").await.unwrap();
+        sink.reset(&k).await.unwrap();
+        assert!(sink.read(&k, 0, 100).await.unwrap().bytes.is_empty());
+        sink.append(&k, b"second\n").await.unwrap();
+        sink.finish(&k).await.unwrap();
+        assert_eq!(sink.read(&k, 0, 100).await.unwrap().bytes, b"second\n");
+    }
+
+    pub async fn logs_of_attempts_and_jobs_are_apart(sink: &dyn LogSink) {
+        let keys = [
+            key("a", 1),
+            key("a", 2),
+            key("a:1", 1),
+            key("a/b", 1),
+            LogKey {
+                run: "run-2".into(),
+                job: "a".into(),
+                attempt: 1,
+            },
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            sink.append(k, format!("{i}").as_bytes()).await.unwrap();
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                sink.read(k, 0, 100).await.unwrap().bytes,
+                format!("{i}").as_bytes(),
+                "{k:?}"
+            );
+        }
+    }
+
+    pub async fn binary_output_is_kept_as_it_was(sink: &dyn LogSink) {
+        let k = key("bytes", 1);
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff, b'\n']).collect();
+        sink.append(&k, &bytes).await.unwrap();
+        sink.finish(&k).await.unwrap();
+        assert_eq!(sink.read(&k, 0, 1000).await.unwrap().bytes, bytes);
+    }
+}
+
+/// One `#[tokio::test]` per log sink conformance case for the sink that `$make` (an async
+/// expression giving something that dereferences to the sink) gives.
+#[macro_export]
+macro_rules! log_sink_conformance {
+    ($make:expr) => {
+        $crate::log_sink_conformance!(@cases $make;
+            a_log_reads_while_written_and_completes,
+            an_attempt_that_printed_nothing_has_no_log,
+            a_reset_log_starts_again,
+            logs_of_attempts_and_jobs_are_apart,
+            binary_output_is_kept_as_it_was,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        mod log_sink {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let sink = $make.await;
+                    $crate::log::conformance::$case(&*sink).await;
+                }
+            )*
+        }
+    };
 }

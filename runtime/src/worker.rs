@@ -26,6 +26,8 @@ pub struct WorkerOptions {
     pub runs_at_once: usize,
     /// At most this many attempts at once in one run.
     pub concurrency: Option<usize>,
+    /// At most this many bytes of one attempt's output are kept.
+    pub log_cap: Option<u64>,
 }
 
 impl WorkerOptions {
@@ -37,6 +39,7 @@ impl WorkerOptions {
             idle: Duration::from_millis(500),
             runs_at_once: 16,
             concurrency: None,
+            log_cap: Some(crate::log::DEFAULT_LOG_CAP),
         }
     }
 }
@@ -89,6 +92,7 @@ pub async fn drive_claimed<X: Executors>(
     let driver_options = DriverOptions {
         concurrency: options.concurrency,
         kill_grace: executor.kill_grace(),
+        log_cap: options.log_cap,
     };
     let mut driver = match Driver::resume(
         &lease.run,

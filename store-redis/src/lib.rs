@@ -14,7 +14,9 @@
 //!   their lease expired);
 //! - `PREFIX:run:{ID}`: hash, the run (pipeline, document snapshot, status, last event number,
 //!   lease token, holder and expiry, take-overs);
-//! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`).
+//! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`);
+//! - `PREFIX:run:{ID}:log:ATTEMPT:JOB`: string, an attempt's output (`APPEND`, `GETRANGE`), and
+//!   `PREFIX:run:{ID}:logs`: hash, `ATTEMPT:JOB` → `1` once the attempt's log is complete.
 //!
 //! A run's keys share the hash tag `{ID}`. Claims scan the queue and touch run hashes that are
 //! not declared keys: this store runs on a single Redis server, not a cluster.
@@ -22,6 +24,7 @@
 use async_trait::async_trait;
 use chainr_compiler::ir;
 use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
 use redis::aio::ConnectionManager;
@@ -481,5 +484,90 @@ impl Store for RedisStore {
                 got: first.seq,
             }),
         }
+    }
+}
+
+fn log_error(e: impl std::fmt::Display) -> LogError {
+    LogError(e.to_string())
+}
+
+impl RedisStore {
+    fn log_key(&self, key: &LogKey) -> String {
+        format!(
+            "{}run:{{{}}}:log:{}:{}",
+            self.prefix, key.run, key.attempt, key.job
+        )
+    }
+
+    fn logs_key(&self, key: &LogKey) -> String {
+        format!("{}run:{{{}}}:logs", self.prefix, key.run)
+    }
+}
+
+/// Attempts' output, next to their runs, readable by any API process while the attempt runs.
+#[async_trait]
+impl LogSink for RedisStore {
+    async fn append(&self, key: &LogKey, bytes: &[u8]) -> Result<(), LogError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .append(self.log_key(key), bytes)
+            .await
+            .map_err(log_error)?;
+        Ok(())
+    }
+
+    async fn finish(&self, key: &LogKey) -> Result<Option<String>, LogError> {
+        let mut conn = self.conn.clone();
+        let field = format!("{}:{}", key.attempt, key.job);
+        let (size,): (u64,) = redis::pipe()
+            .atomic()
+            .hset(self.logs_key(key), field, 1)
+            .ignore()
+            .strlen(self.log_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(log_error)?;
+        Ok((size > 0).then(|| format!("store:{}/{}/{}", key.run, key.job, key.attempt)))
+    }
+
+    async fn reset(&self, key: &LogKey) -> Result<(), LogError> {
+        let mut conn = self.conn.clone();
+        let field = format!("{}:{}", key.attempt, key.job);
+        redis::pipe()
+            .atomic()
+            .del(self.log_key(key))
+            .ignore()
+            .hdel(self.logs_key(key), field)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(log_error)
+    }
+
+    async fn read(&self, key: &LogKey, offset: u64, max: usize) -> Result<LogChunk, LogError> {
+        let mut conn = self.conn.clone();
+        let field = format!("{}:{}", key.attempt, key.job);
+        let (size, done): (u64, Option<String>) = redis::pipe()
+            .atomic()
+            .strlen(self.log_key(key))
+            .hget(self.logs_key(key), field)
+            .query_async(&mut conn)
+            .await
+            .map_err(log_error)?;
+        let from = offset.min(size);
+        let to = from.saturating_add(max as u64).min(size);
+        let bytes: Vec<u8> = if to > from {
+            conn.getrange(self.log_key(key), from as isize, (to - 1) as isize)
+                .await
+                .map_err(log_error)?
+        } else {
+            Vec::new()
+        };
+        let next = from + bytes.len() as u64;
+        Ok(LogChunk {
+            complete: done.is_some() && next >= size,
+            next,
+            bytes,
+        })
     }
 }

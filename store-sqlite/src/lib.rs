@@ -14,6 +14,7 @@
 use async_trait::async_trait;
 use chainr_compiler::ir;
 use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -44,6 +45,22 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, seq);
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (finished, seq);
+CREATE TABLE IF NOT EXISTS logs (
+    run      TEXT NOT NULL,
+    job      TEXT NOT NULL,
+    attempt  INTEGER NOT NULL,
+    size     INTEGER NOT NULL DEFAULT 0,
+    complete INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run, job, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_chunks (
+    run     TEXT NOT NULL,
+    job     TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    start   INTEGER NOT NULL,
+    bytes   BLOB NOT NULL,
+    PRIMARY KEY (run, job, attempt, start)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     run  TEXT NOT NULL,
     seq  INTEGER NOT NULL,
@@ -453,5 +470,141 @@ impl Store for SqliteStore {
             tx.commit().map_err(unavailable)
         })
         .await
+    }
+}
+
+fn log_error(e: impl std::fmt::Display) -> LogError {
+    LogError(e.to_string())
+}
+
+/// Attempts' output, next to their runs: each append a chunk at its offset, so that any reader
+/// (another API request, while the attempt runs) reads it from any offset.
+#[async_trait]
+impl LogSink for SqliteStore {
+    async fn append(&self, key: &LogKey, bytes: &[u8]) -> Result<(), LogError> {
+        let key = key.clone();
+        let bytes = bytes.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO logs (run, job, attempt) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![key.run, key.job, key.attempt],
+            )
+            .map_err(unavailable)?;
+            let size: i64 = tx
+                .query_row(
+                    "SELECT size FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
+                    params![key.run, key.job, key.attempt],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO log_chunks (run, job, attempt, start, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key.run, key.job, key.attempt, size, bytes],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "UPDATE logs SET size = size + ?4 WHERE run = ?1 AND job = ?2 AND attempt = ?3",
+                params![key.run, key.job, key.attempt, bytes.len() as i64],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+        .map_err(log_error)
+    }
+
+    async fn finish(&self, key: &LogKey) -> Result<Option<String>, LogError> {
+        let key = key.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO logs (run, job, attempt, complete) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT DO UPDATE SET complete = 1",
+                params![key.run, key.job, key.attempt],
+            )
+            .map_err(unavailable)?;
+            let size: i64 = conn
+                .query_row(
+                    "SELECT size FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
+                    params![key.run, key.job, key.attempt],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            Ok((size > 0).then(|| format!("store:{}/{}/{}", key.run, key.job, key.attempt)))
+        })
+        .await
+        .map_err(log_error)
+    }
+
+    async fn reset(&self, key: &LogKey) -> Result<(), LogError> {
+        let key = key.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            for table in ["log_chunks", "logs"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run = ?1 AND job = ?2 AND attempt = ?3"),
+                    params![key.run, key.job, key.attempt],
+                )
+                .map_err(unavailable)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+        .map_err(log_error)
+    }
+
+    async fn read(&self, key: &LogKey, offset: u64, max: usize) -> Result<LogChunk, LogError> {
+        let key = key.clone();
+        self.with(move |conn| {
+            let state: Option<(i64, i64)> = conn
+                .query_row(
+                    "SELECT size, complete FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
+                    params![key.run, key.job, key.attempt],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let Some((size, complete)) = state else {
+                return Ok(LogChunk {
+                    bytes: Vec::new(),
+                    next: offset,
+                    complete: false,
+                });
+            };
+            let size = size.max(0) as u64;
+            let from = offset.min(size);
+            let to = from.saturating_add(max as u64).min(size);
+            let mut bytes = Vec::with_capacity((to - from) as usize);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT start, bytes FROM log_chunks
+                     WHERE run = ?1 AND job = ?2 AND attempt = ?3
+                       AND start + length(bytes) > ?4 AND start < ?5
+                     ORDER BY start",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![key.run, key.job, key.attempt, from as i64, to as i64],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .map_err(unavailable)?;
+            for row in rows {
+                let (start, chunk) = row.map_err(unavailable)?;
+                let start = start.max(0) as u64;
+                let lo = from.saturating_sub(start) as usize;
+                let hi = ((to - start) as usize).min(chunk.len());
+                bytes.extend_from_slice(&chunk[lo..hi]);
+            }
+            Ok(LogChunk {
+                next: from + bytes.len() as u64,
+                complete: complete == 1 && from + bytes.len() as u64 >= size,
+                bytes,
+            })
+        })
+        .await
+        .map_err(log_error)
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::scheduler_model::{legal, pipeline_specs, to_ir};
 use chainr_compiler::ir;
-use chainr_runtime::driver::{drive, Command, Driver, DriverOptions, Now, Publish, PublishError};
+use chainr_runtime::driver::{
+    drive, Command, Driver, DriverOptions, Effect, Now, Publish, PublishError,
+};
 use chainr_runtime::event::{AttemptResult, EventKind, Reason, RunEvent};
 use chainr_runtime::log::{LogKey, MemoryLogs};
 use chainr_runtime::scheduler::{AttemptEnd, JobId};
@@ -189,6 +191,7 @@ async fn run_with(
         DriverOptions {
             concurrency,
             kill_grace: fake.kill_grace(),
+            log_cap: None,
         },
     )
     .unwrap();
@@ -476,6 +479,36 @@ async fn crash_and_resume(
 }
 
 #[test]
+fn output_past_the_log_cap_is_cut_once_with_a_marker() {
+    let p = pipeline("job a {}");
+    let options = DriverOptions {
+        log_cap: Some(10),
+        ..DriverOptions::default()
+    };
+    let mut d = Driver::new("r", &p, options).unwrap();
+    let now = Now::current();
+    d.begin(now);
+    assert!(matches!(
+        d.take_effects()[..],
+        [Effect::Start {
+            job: 0,
+            attempt: 1,
+            ..
+        }]
+    ));
+    d.started(0, 1, Ok(None), now);
+    assert_eq!(&*d.output_to_keep(0, 1, b"12345"), b"12345");
+    let cut = d.output_to_keep(0, 1, b"6789abcdef").into_owned();
+    let marker = chainr_runtime::log::cut_marker(10);
+    assert_eq!(cut, [b"6789a".as_slice(), marker.as_bytes()].concat());
+    assert!(marker.contains("cut here, at 10 bytes"), "{marker}");
+    assert!(
+        d.output_to_keep(0, 1, b"more").is_empty(),
+        "nothing after the cut"
+    );
+}
+
+#[test]
 fn a_run_cancelled_before_a_crash_abandons_what_was_running_and_still_runs_finally() {
     let p = pipeline("job j0 {}\n job j1 after j0 {}\n finally { job j2 {} }");
     // Job 0 takes 17 ms; the cancel comes at 5 ms, while it runs. The first worker stores the
@@ -580,7 +613,11 @@ proptest! {
         // Cut anywhere before the last event (a run whose events were all stored is finished).
         let cut = 1 + cut % (whole.events.len() - 1).max(1);
         prop_assume!(cut < whole.events.len());
-        let options = DriverOptions { concurrency, kill_grace: Some(Duration::from_secs(3)) };
+        let options = DriverOptions {
+            concurrency,
+            kill_grace: Some(Duration::from_secs(3)),
+            log_cap: None,
+        };
         let (resumed, second, stored) =
             paused().block_on(crash_and_resume(&p, plan, cut, options, None));
         let outcomes = |r: &Run| r.jobs.iter().map(|j| (j.name.clone(), j.status)).collect::<Vec<_>>();

@@ -80,3 +80,5 @@ async fn two_workers_on_one_redis_run_every_job_once() {
     ))
     .await;
 }
+
+chainr_runtime::log_sink_conformance!(fresh());

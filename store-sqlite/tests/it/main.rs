@@ -66,3 +66,5 @@ async fn two_workers_on_one_database_run_every_job_once() {
     ))
     .await;
 }
+
+chainr_runtime::log_sink_conformance!(fresh());

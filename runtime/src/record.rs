@@ -22,6 +22,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// The word of the API (`RUNNING`, `SUCCESSFUL`, ...), as stores index it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Running => "RUNNING",
+            Status::Successful => "SUCCESSFUL",
+            Status::Failed => "FAILED",
+            Status::Skipped => "SKIPPED",
+            Status::Errored => "ERRORED",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         !matches!(self, Status::Pending | Status::Running)
     }

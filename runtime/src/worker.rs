@@ -50,6 +50,18 @@ pub trait Executors: Send + Sync + 'static {
     fn for_run(&self, run_id: &str) -> Result<Self::Executor, String>;
 }
 
+/// Instant executors (every attempt succeeds at once) that record every start in one shared
+/// list: run, job, attempt. For tests and benchmarks of workers and stores.
+#[derive(Clone, Default)]
+pub struct InstantExecutors(pub Arc<std::sync::Mutex<Vec<(String, String, u32)>>>);
+
+impl Executors for InstantExecutors {
+    type Executor = crate::executor::InstantExecutor;
+    fn for_run(&self, _run: &str) -> Result<Self::Executor, String> {
+        Ok(crate::executor::InstantExecutor::recording(self.0.clone()))
+    }
+}
+
 /// How a worker's hold on a run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Held {

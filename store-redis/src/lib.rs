@@ -23,10 +23,12 @@
 
 use async_trait::async_trait;
 use chainr_compiler::ir;
-use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
-use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use chainr_runtime::store::{
+    status_change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
@@ -144,13 +146,6 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn status_word(s: Status) -> Result<String, StoreError> {
-    match serde_json::to_value(s).map_err(corrupt)? {
-        serde_json::Value::String(w) => Ok(w),
-        other => Err(corrupt(format!("a status is not a word: {other}"))),
-    }
-}
-
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
@@ -225,7 +220,7 @@ impl Store for RedisStore {
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
         let doc = Run::planned(run.id.clone(), &run.pipeline);
-        let status = status_word(doc.status)?;
+        let status = doc.status.word();
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let pipeline_key = run
             .pipeline
@@ -306,7 +301,7 @@ impl Store for RedisStore {
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let limit = query.limit.max(1);
         let set = match (&query.status, &query.pipeline) {
-            (Some(s), _) => self.key(&format!("status:{}", status_word(*s)?)),
+            (Some(s), _) => self.key(&format!("status:{}", s.word())),
             (None, Some(p)) => self.key(&format!("pipeline:{p}")),
             (None, None) => self.key("runs"),
         };
@@ -430,18 +425,8 @@ impl Store for RedisStore {
                 });
             }
         }
-        let mut status = String::new();
-        let mut finished = false;
-        for e in events {
-            match &e.kind {
-                EventKind::RunStarted { .. } => status = status_word(Status::Running)?,
-                EventKind::RunFinished { outcome } => {
-                    status = status_word((*outcome).into())?;
-                    finished = true;
-                }
-                _ => {}
-            }
-        }
+        let (changed, finished) = status_change(events);
+        let status = changed.map_or("", Status::word);
         let new_last = first.seq - 1 + events.len() as u64;
         // A new snapshot when the run finishes or enough events passed; the script refuses it
         // unless the events continue from what was read here.

@@ -13,10 +13,12 @@
 
 use async_trait::async_trait;
 use chainr_compiler::ir;
-use chainr_runtime::event::{millis, EventKind, RunEvent};
+use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
-use chainr_runtime::store::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use chainr_runtime::store::{
+    status_change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -94,13 +96,6 @@ fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
-fn status_word(s: Status) -> Result<String, StoreError> {
-    match serde_json::to_value(s).map_err(corrupt)? {
-        serde_json::Value::String(w) => Ok(w),
-        other => Err(corrupt(format!("a status is not a word: {other}"))),
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating it if needed) the database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -173,7 +168,7 @@ impl Store for SqliteStore {
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
         let doc = Run::planned(run.id.clone(), &run.pipeline);
-        let status = status_word(doc.status)?;
+        let status = doc.status.word();
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let created = millis::to_millis(run.created_at) as i64;
         self.with(move |conn| {
@@ -278,7 +273,7 @@ impl Store for SqliteStore {
         let before = query
             .after
             .map_or(i64::MAX, |c| i64::try_from(c.0).unwrap_or(i64::MAX));
-        let status = query.status.map(status_word).transpose()?;
+        let status = query.status.map(Status::word);
         let pipeline = query.pipeline.clone();
         self.with(move |conn| {
             let mut stmt = conn
@@ -426,22 +421,13 @@ impl Store for SqliteStore {
                     });
                 }
             }
-            let mut status = status;
-            let mut finished = false;
+            let (changed, finished) = status_change(&events);
+            let status = changed.map_or(status, |s| s.word().to_string());
             {
                 let mut insert = tx
                     .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
                     .map_err(unavailable)?;
                 for e in &events {
-                    // The run's status moves only when it starts and when it finishes.
-                    match &e.kind {
-                        EventKind::RunStarted { .. } => status = status_word(Status::Running)?,
-                        EventKind::RunFinished { outcome } => {
-                            status = status_word((*outcome).into())?;
-                            finished = true;
-                        }
-                        _ => {}
-                    }
                     let body = serde_json::to_string(e).map_err(corrupt)?;
                     insert
                         .execute(params![lease.run, e.seq as i64, body])

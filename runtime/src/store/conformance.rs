@@ -480,18 +480,9 @@ pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
 /// Two workers on one store and 50 runs of 5 jobs: every job ran exactly once, and every run
 /// succeeded: claims, leases and fenced appends hold up under workers racing for runs.
 pub async fn two_workers_run_every_job_once(store: std::sync::Arc<dyn Store>) {
-    use crate::executor::InstantExecutor;
     use crate::log::MemoryLogs;
-    use crate::worker::{work, Executors, Held, WorkerOptions};
-    use std::sync::{Arc, Mutex};
-    type Started = Arc<Mutex<Vec<(String, String, u32)>>>;
-    struct Recording(Started);
-    impl Executors for Recording {
-        type Executor = InstantExecutor;
-        fn for_run(&self, _run: &str) -> Result<InstantExecutor, String> {
-            Ok(InstantExecutor::recording(self.0.clone()))
-        }
-    }
+    use crate::worker::{work, Held, InstantExecutors, WorkerOptions};
+    use std::sync::Arc;
     let options = |id: &str| WorkerOptions {
         lease: Duration::from_millis(400),
         renew_every: Duration::from_millis(100),
@@ -504,8 +495,8 @@ pub async fn two_workers_run_every_job_once(store: std::sync::Arc<dyn Store>) {
         run.pipeline = five_jobs();
         store.create(run).await.unwrap();
     }
-    let started: Started = Arc::default();
-    let executors = Arc::new(Recording(started.clone()));
+    let executors = Arc::new(InstantExecutors::default());
+    let started = executors.0.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = ["w1", "w2"]
         .into_iter()

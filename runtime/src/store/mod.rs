@@ -141,6 +141,25 @@ pub trait Store: Send + Sync {
     async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError>;
 }
 
+/// What appending `events` does to the run's status, which stores index: the status moves only
+/// when the run starts and when it finishes. Answers the new status, if any, and whether the run
+/// finished.
+pub fn status_change(events: &[RunEvent]) -> (Option<Status>, bool) {
+    let mut status = None;
+    let mut finished = false;
+    for e in events {
+        match &e.kind {
+            crate::event::EventKind::RunStarted { .. } => status = Some(Status::Running),
+            crate::event::EventKind::RunFinished { outcome } => {
+                status = Some((*outcome).into());
+                finished = true;
+            }
+            _ => {}
+        }
+    }
+    (status, finished)
+}
+
 /// A driver's events written to the store under its lease (the first destination of a worker's
 /// events: what was not stored was not published).
 pub struct Journal {

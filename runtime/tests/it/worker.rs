@@ -2,26 +2,15 @@
 //! a run whose worker died is taken over when its lease expires and finished by another, with
 //! nothing that was decided run again; a worker told to stop hands its runs back at once.
 
-use chainr_runtime::executor::InstantExecutor;
 use chainr_runtime::log::MemoryLogs;
 use chainr_runtime::store::{MemoryStore, NewRun, Store};
-use chainr_runtime::worker::{drive_claimed, work, Executors, Held, WorkerOptions};
+use chainr_runtime::worker::{
+    drive_claimed, work, Executors, Held, InstantExecutors, WorkerOptions,
+};
 use chainr_runtime::Status;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
-
-type Started = Arc<Mutex<Vec<(String, String, u32)>>>;
-
-/// Instant executors that record every start in one list.
-struct Recording(Started);
-
-impl Executors for Recording {
-    type Executor = InstantExecutor;
-    fn for_run(&self, _run: &str) -> Result<InstantExecutor, String> {
-        Ok(InstantExecutor::recording(self.0.clone()))
-    }
-}
 
 async fn create(store: &dyn Store, id: &str) {
     store
@@ -108,11 +97,12 @@ async fn a_run_whose_worker_died_is_taken_over_and_finished() {
     let before = store.get("r").await.unwrap().unwrap();
     assert_eq!(before.run.jobs[0].status, Status::Running);
     // A second worker finds it once the lease expired, and finishes it.
-    let started: Started = Arc::default();
+    let executors = InstantExecutors::default();
+    let started = executors.0.clone();
     let (stop_tx, stop) = watch::channel(false);
     let second = tokio::spawn(work(
         store.clone(),
-        Arc::new(Recording(started.clone())),
+        Arc::new(executors),
         Arc::new(MemoryLogs::new()),
         options("w2"),
         stop,

@@ -14,9 +14,11 @@ fn spec(run: &str) -> ir::Job {
     ir::Job::new("busybox", run)
 }
 
-fn attempt<'a>(job: &'a ir::Job, resume: Option<Option<&'a str>>) -> AttemptSpec<'a> {
+/// Attempt 1 of job `j` of run `run`. Each test uses a run id of its own: a resumed start kills
+/// every process that names its attempt, and tests run side by side in one process.
+fn attempt<'a>(run: &'a str, job: &'a ir::Job, resume: Option<Option<&'a str>>) -> AttemptSpec<'a> {
     AttemptSpec {
-        run_id: "run-1",
+        run_id: run,
         job: 0,
         name: "j",
         attempt: 1,
@@ -57,9 +59,25 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// The leader's pid in an attempt's handle (`PID:START:BOOT`).
+/// The leader's pid in an attempt's handle (`PID:BOOT`), once the process runs its command
+/// (before its exec, a child's environment is still the parent's: it does not name its attempt
+/// yet, and a resumed start would rightly not recognise it).
 fn pid_of(handle: &str) -> i32 {
-    handle.split(':').next().unwrap().parse().unwrap()
+    let pid: i32 = handle.split(':').next().unwrap().parse().unwrap();
+    for _ in 0..250 {
+        // A process that is gone already (a quick command) has nothing to wait for.
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            break;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|v| v.starts_with(b"CHAINR_JOB="))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pid
 }
 
 /// The live (not zombie) processes of process group `pgid`.
@@ -87,7 +105,10 @@ fn group(pgid: i32) -> Vec<i32> {
 async fn output_and_exit_code_are_reported() {
     let mut ex = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("echo one; echo two >&2; exit 3");
-    let handle = ex.start(attempt(&job, None)).await.unwrap();
+    let handle = ex
+        .start(attempt("output_and_exit_code_are_reported", &job, None))
+        .await
+        .unwrap();
     assert!(pid_of(&handle.unwrap()) > 1);
     let (out, _, result) = until_end(&mut ex).await;
     assert_eq!(out, "one\ntwo\n");
@@ -103,7 +124,13 @@ async fn output_is_passed_on_while_the_attempt_runs() {
     })
     .unwrap();
     let job = spec("echo early; sleep 1; echo late");
-    ex.start(attempt(&job, None)).await.unwrap();
+    ex.start(attempt(
+        "output_is_passed_on_while_the_attempt_runs",
+        &job,
+        None,
+    ))
+    .await
+    .unwrap();
     let first = tokio::time::timeout(Duration::from_millis(800), ex.next())
         .await
         .expect("output arrives before the attempt ends");
@@ -124,7 +151,11 @@ async fn output_is_passed_on_while_the_attempt_runs() {
 async fn a_stop_ends_the_whole_group() {
     let mut ex = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30 & sleep 30; wait");
-    let handle = ex.start(attempt(&job, None)).await.unwrap().unwrap();
+    let handle = ex
+        .start(attempt("a_stop_ends_the_whole_group", &job, None))
+        .await
+        .unwrap()
+        .unwrap();
     let pid = pid_of(&handle);
     tokio::time::sleep(Duration::from_millis(200)).await;
     ex.stop(0, 1, false).await;
@@ -145,23 +176,45 @@ async fn a_stop_ends_the_whole_group() {
 async fn an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing() {
     let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30");
-    let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
+    let handle = first
+        .start(attempt(
+            "an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing",
+            &job,
+            None,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     let old = pid_of(&handle);
     std::mem::forget(first);
     // Another run's attempt, whose pid a stale handle names (a pid reused, say).
     let mut other = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
-    let mut elsewhere = attempt(&job, None);
-    elsewhere.run_id = "run-2";
+    let mut elsewhere = attempt(
+        "an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing",
+        &job,
+        None,
+    );
+    elsewhere.run_id = "an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing-other";
     let other_handle = other.start(elsewhere).await.unwrap().unwrap();
     let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     second
-        .abandon(attempt(&job, Some(Some(&other_handle))))
+        .abandon(attempt(
+            "an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing",
+            &job,
+            Some(Some(&other_handle)),
+        ))
         .await;
     assert!(
         alive(pid_of(&other_handle)),
         "a process that is not the attempt's was killed"
     );
-    second.abandon(attempt(&job, Some(Some(&handle)))).await;
+    second
+        .abandon(attempt(
+            "an_abandoned_attempt_is_killed_and_a_stale_handle_kills_nothing",
+            &job,
+            Some(Some(&handle)),
+        ))
+        .await;
     assert!(!alive(old), "the abandoned attempt still runs");
     other.stop(0, 1, true).await;
 }
@@ -171,14 +224,26 @@ async fn a_resumed_attempt_kills_what_its_earlier_start_left_running() {
     // The first executor stands for a worker that died: its attempt is still running.
     let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30");
-    let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
+    let handle = first
+        .start(attempt(
+            "a_resumed_attempt_kills_what_its_earlier_start_left_running",
+            &job,
+            None,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     let old = pid_of(&handle);
     assert!(alive(old));
     std::mem::forget(first);
     let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let quick = spec("echo again");
     second
-        .start(attempt(&quick, Some(Some(&handle))))
+        .start(attempt(
+            "a_resumed_attempt_kills_what_its_earlier_start_left_running",
+            &quick,
+            Some(Some(&handle)),
+        ))
         .await
         .unwrap();
     let (out, _, result) = until_end(&mut second).await;
@@ -196,17 +261,36 @@ async fn a_start_that_was_never_recorded_is_found_by_its_identity_and_killed() {
     // The first worker started the attempt and died before recording its handle.
     let mut first = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let job = spec("sleep 30");
-    let handle = first.start(attempt(&job, None)).await.unwrap().unwrap();
+    let handle = first
+        .start(attempt(
+            "a_start_that_was_never_recorded_is_found_by_its_identity_and_killed",
+            &job,
+            None,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     let old = pid_of(&handle);
     std::mem::forget(first);
     // Another attempt of another run is left alone.
     let mut other = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
-    let mut elsewhere = attempt(&job, None);
-    elsewhere.run_id = "run-2";
+    let mut elsewhere = attempt(
+        "a_start_that_was_never_recorded_is_found_by_its_identity_and_killed",
+        &job,
+        None,
+    );
+    elsewhere.run_id = "a_start_that_was_never_recorded_is_found_by_its_identity_and_killed-other";
     let bystander = pid_of(&other.start(elsewhere).await.unwrap().unwrap());
     let mut second = LocalExecutor::new(LocalOptions { follow: None }).unwrap();
     let quick = spec("echo again");
-    second.start(attempt(&quick, Some(None))).await.unwrap();
+    second
+        .start(attempt(
+            "a_start_that_was_never_recorded_is_found_by_its_identity_and_killed",
+            &quick,
+            Some(None),
+        ))
+        .await
+        .unwrap();
     let (out, _, _) = until_end(&mut second).await;
     assert_eq!(out, "again\n");
     let gone = (0..50).any(|_| {

@@ -24,10 +24,11 @@ async fn create(store: &dyn Store, id: &str) {
         .unwrap();
 }
 
+/// Leases long enough that none expires on a loaded machine unless a test means it to.
 fn options(id: &str) -> WorkerOptions {
     WorkerOptions {
-        lease: Duration::from_millis(400),
-        renew_every: Duration::from_millis(100),
+        lease: Duration::from_secs(10),
+        renew_every: Duration::from_secs(2),
         idle: Duration::from_millis(20),
         runs_at_once: 4,
         ..WorkerOptions::new(id)

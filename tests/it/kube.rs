@@ -210,13 +210,20 @@ fn timeouts_retries_and_pull_failures() {
                 .unwrap()
                 .contains("ImagePullBackOff")
     );
-    // The stuck Job was deleted, its pod with it (Background propagation).
-    let left: Vec<String> = c
-        .api
-        .pods(NS)
-        .iter()
-        .filter_map(|p| p.spec.as_ref()?.containers[0].image.clone())
-        .collect();
+    // The stuck Job was deleted, its pod with it: Background propagation removes the pod after
+    // the Job, as the garbage collector gets to it.
+    let images = || -> Vec<String> {
+        c.api
+            .pods(NS)
+            .iter()
+            .filter_map(|p| p.spec.as_ref()?.containers[0].image.clone())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while images().iter().any(|i| i.starts_with("pull-fail")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = images();
     assert!(!left.iter().any(|i| i.starts_with("pull-fail")), "{left:?}");
     assert_eq!(c.api.running_processes(), 0);
 }

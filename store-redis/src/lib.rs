@@ -146,6 +146,15 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+/// A fenced script's answer: 1 when the lease was held (and the write done).
+fn held_or_lost(ok: i64, lease: &Lease) -> Result<(), StoreError> {
+    if ok == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost(lease.run.clone()))
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
@@ -389,11 +398,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if ok == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost(lease.run.clone()))
-        }
+        held_or_lost(ok, lease)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -405,11 +410,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if ok == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost(lease.run.clone()))
-        }
+        held_or_lost(ok, lease)
     }
 
     async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError> {

@@ -459,6 +459,16 @@ impl Store for SqliteStore {
     }
 }
 
+/// The bytes kept of an attempt's log so far.
+fn log_size(conn: &Connection, key: &LogKey) -> Result<i64, StoreError> {
+    conn.query_row(
+        "SELECT size FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
+        params![key.run, key.job, key.attempt],
+        |r| r.get(0),
+    )
+    .map_err(unavailable)
+}
+
 fn log_error(e: impl std::fmt::Display) -> LogError {
     LogError(e.to_string())
 }
@@ -479,13 +489,7 @@ impl LogSink for SqliteStore {
                 params![key.run, key.job, key.attempt],
             )
             .map_err(unavailable)?;
-            let size: i64 = tx
-                .query_row(
-                    "SELECT size FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
-                    params![key.run, key.job, key.attempt],
-                    |r| r.get(0),
-                )
-                .map_err(unavailable)?;
+            let size = log_size(&tx, &key)?;
             tx.execute(
                 "INSERT INTO log_chunks (run, job, attempt, start, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key.run, key.job, key.attempt, size, bytes],
@@ -511,13 +515,7 @@ impl LogSink for SqliteStore {
                 params![key.run, key.job, key.attempt],
             )
             .map_err(unavailable)?;
-            let size: i64 = conn
-                .query_row(
-                    "SELECT size FROM logs WHERE run = ?1 AND job = ?2 AND attempt = ?3",
-                    params![key.run, key.job, key.attempt],
-                    |r| r.get(0),
-                )
-                .map_err(unavailable)?;
+            let size = log_size(conn, &key)?;
             Ok((size > 0).then(|| format!("store:{}/{}/{}", key.run, key.job, key.attempt)))
         })
         .await

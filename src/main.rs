@@ -4,6 +4,7 @@
 mod logs;
 mod parallel;
 mod run;
+mod serve;
 
 use chainr_compiler::{self as compiler, Compiled, Params};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -64,6 +65,12 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TokenScope {
+    Read,
+    Write,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Color {
     Auto,
     Always,
@@ -119,6 +126,16 @@ enum Command {
         /// Change nothing; list the files that are not formatted and exit 1 if there are any.
         #[arg(long)]
         check: bool,
+    },
+    /// Serve the HTTP API and run submitted pipelines: state in SQLite (default) or Redis.
+    Serve(serve::ServeArgs),
+    /// Make a bearer token for `chainrc serve`: prints the token and its line for the tokens file.
+    Token {
+        /// The token's name: who uses it (shown as the submitter of its runs).
+        name: String,
+        /// What it may do: `read`, or `write` (also submit, cancel and retry runs).
+        #[arg(long, value_enum, default_value_t = TokenScope::Write)]
+        scope: TokenScope,
     },
     /// Start the language server on standard input and output (for editors).
     Lsp,
@@ -191,6 +208,14 @@ fn main() -> ExitCode {
             color,
         ),
         Command::Fmt { files, check } => fmt(&files, check, color),
+        Command::Serve(args) => serve::serve(args),
+        Command::Token { name, scope } => serve::token(
+            &name,
+            match scope {
+                TokenScope::Read => chainr_server::Scope::Read,
+                TokenScope::Write => chainr_server::Scope::Write,
+            },
+        ),
         Command::Lsp => match chainr_lsp::serve_stdio() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

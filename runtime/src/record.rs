@@ -5,11 +5,12 @@
 
 use crate::event::{EventKind, RunEvent};
 use crate::scheduler::{AttemptEnd, Outcome, RunOutcome};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 /// The status words of the original chainr, plus ERRORED and CANCELLED.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
@@ -73,20 +74,22 @@ impl From<AttemptEnd> for Status {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
     pub kind: String,
     pub metadata: Metadata,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
     pub started_at: Option<SystemTime>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
     pub finished_at: Option<SystemTime>,
     pub jobs: Vec<JobRecord>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     pub uid: String,
@@ -95,7 +98,7 @@ pub struct Metadata {
     pub name: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
     pub name: String,
@@ -110,13 +113,15 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
     pub started_at: Option<SystemTime>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
     pub finished_at: Option<SystemTime>,
     pub attempts: Vec<Attempt>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub attempt: u32,
@@ -126,8 +131,10 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(with = "time_always")]
+    #[schemars(with = "String")]
     pub started_at: SystemTime,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
     pub finished_at: Option<SystemTime>,
     /// Where this attempt's output (stdout and stderr, interleaved) is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,150 @@
+//! The OpenAPI 3 document, generated: paths and the API's own types from the handlers'
+//! annotations (utoipa), the Pipeline IR and the Run document from their Rust types (schemars,
+//! the same generator as `docs/pipeline.schema.json`). The routes are registered together with
+//! their documentation, so a route cannot exist without its entry.
+
+use crate::runs::Resource;
+use crate::App;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chainr",
+        description = "Chain container jobs: submit pipelines, watch their runs, read their logs. \
+                       Authenticate with `Authorization: Bearer TOKEN`; a `read` token reads, a `write` \
+                       token also submits, cancels and retries."
+    ),
+    tags(
+        (name = "runs", description = "Submit, list, read, cancel and retry runs"),
+        (name = "logs", description = "Attempts' output"),
+        (name = "events", description = "Live changes as server-sent events"),
+    ),
+    modifiers(&Security)
+)]
+struct Doc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// Every API route, each with its documentation.
+pub(crate) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .routes(routes!(crate::runs::resources))
+        .routes(routes!(crate::runs::list, crate::runs::submit))
+        .routes(routes!(crate::runs::get))
+        .routes(routes!(crate::runs::check))
+        .routes(routes!(crate::logs::logs))
+        .routes(routes!(crate::events::run_events))
+}
+
+/// The Run document (the fold of a run's events), as the API answers it. Its schema comes
+/// from the Rust type (`chainr_runtime::record::Run`).
+pub struct RunSchema;
+
+/// The Pipeline IR, the original chainr's JSON and its superset (docs/ir.md). Its schema comes
+/// from the Rust type (`chainr_compiler::ir::Pipeline`).
+pub struct PipelineSchema;
+
+macro_rules! schema_by_name {
+    ($t:ty, $name:literal) => {
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> RefOr<Schema> {
+                RefOr::Ref(Ref::from_schema_name($name))
+            }
+        }
+        impl utoipa::ToSchema for $t {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+schema_by_name!(RunSchema, "Run");
+schema_by_name!(PipelineSchema, "Pipeline");
+
+/// The whole document as JSON.
+pub fn openapi() -> serde_json::Value {
+    let (_, doc) = routes().split_for_parts();
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    // The Run document and the Pipeline IR: the schemas their types generate, with everything
+    // they refer to, under components.
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let run = generator.subschema_for::<chainr_runtime::record::Run>();
+    let pipeline = generator.subschema_for::<chainr_compiler::ir::Pipeline>();
+    let mut defs = generator.take_definitions(true);
+    for (name, schema) in [("Run", run), ("Pipeline", pipeline)] {
+        // A type that is not referenceable comes inline; keep it under its name.
+        if schema.get("$ref").is_none() {
+            defs.insert(name.to_string(), schema.to_value());
+        }
+    }
+    if let Some(schemas) = value
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    {
+        for (name, schema) in defs {
+            schemas.insert(name, schema);
+        }
+    }
+    value
+}
+
+static DOCUMENT: LazyLock<String> =
+    LazyLock::new(|| serde_json::to_string_pretty(&openapi()).unwrap_or_default());
+
+pub(crate) fn document_text() -> &'static str {
+    &DOCUMENT
+}
+
+/// The API's resources: the document's paths with their methods and summaries.
+pub(crate) fn resources() -> Vec<Resource> {
+    static RESOURCES: LazyLock<Vec<(String, Vec<String>, String)>> = LazyLock::new(|| {
+        let doc = openapi();
+        let mut out = Vec::new();
+        if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+            for (path, item) in paths {
+                let Some(item) = item.as_object() else {
+                    continue;
+                };
+                let methods: Vec<String> = item.keys().map(|m| m.to_ascii_uppercase()).collect();
+                let summary = item
+                    .values()
+                    .find_map(|op| op.get("summary").and_then(|s| s.as_str()))
+                    .unwrap_or("")
+                    .to_string();
+                out.push((path.clone(), methods, summary));
+            }
+        }
+        out
+    });
+    RESOURCES
+        .iter()
+        .map(|(path, methods, summary)| Resource {
+            path: path.clone(),
+            methods: methods.clone(),
+            summary: summary.clone(),
+        })
+        .collect()
+}

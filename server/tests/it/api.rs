@@ -1,0 +1,597 @@
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use chainr_runtime::event::{AttemptResult, EventKind, RunEvent};
+use chainr_runtime::log::{LogKey, LogSink, MemoryLogs};
+use chainr_runtime::scheduler::AttemptEnd;
+use chainr_runtime::store::{MemoryStore, Store};
+use chainr_server::{Api, Auth, Tokens};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tower::ServiceExt;
+
+const SEED: &str = r#"{
+  "kind": "Pipeline",
+  "jobs": {
+    "first": {"image": "busybox", "run": "exit 0"},
+    "second": {"image": "busybox", "run": "exit 0"},
+    "success": {"dependsOn": [{"job": "first"}], "image": "busybox", "run": "exit 0"},
+    "error": {"dependsOn": [{"job": "first", "conditions": {"failure": true}}], "image": "busybox", "run": "exit 0"}
+  }
+}"#;
+
+const WRITER: &str = "writer-token-0123456789";
+const READER: &str = "reader-token-0123456789";
+
+struct App {
+    store: Arc<MemoryStore>,
+    logs: Arc<MemoryLogs>,
+    router: Router,
+    _drain: tokio::sync::watch::Sender<bool>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(&name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+}
+
+fn app(auth: Auth) -> App {
+    let store = Arc::new(MemoryStore::new());
+    let logs = Arc::new(MemoryLogs::new());
+    let (tx, draining) = tokio::sync::watch::channel(false);
+    let router = chainr_server::router(Api {
+        store: store.clone(),
+        logs: logs.clone(),
+        auth,
+        max_body: 64 << 10,
+        poll: Duration::from_millis(10),
+        draining,
+    });
+    App {
+        store,
+        logs,
+        router,
+        _drain: tx,
+    }
+}
+
+fn open() -> App {
+    app(Auth::Disabled)
+}
+
+fn with_tokens() -> App {
+    let tokens = format!("ci write {WRITER}\nviewer read {READER}\n");
+    app(Auth::Tokens(Tokens::parse(&tokens).unwrap()))
+}
+
+impl App {
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(&self, uri: &str, content_type: &str, body: impl Into<Body>) -> Answer {
+        self.send(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn stored_runs(&self) -> usize {
+        let q = chainr_runtime::store::ListQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        self.store.list(&q).await.unwrap().runs.len()
+    }
+}
+
+#[tokio::test]
+async fn the_seed_json_sent_as_curl_sends_it_is_accepted_as_the_original_answered() {
+    let app = open();
+    // `curl -d @seed.json` sends the file's text with the form content type.
+    let a = app
+        .post("/api/runs", "application/x-www-form-urlencoded", SEED)
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    let run = a.json();
+    assert_eq!(run["kind"], "Run");
+    assert_eq!(run["status"], "PENDING");
+    let uid = run["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(run["metadata"]["selfLink"], format!("/api/runs/{uid}"));
+    assert_eq!(a.header(header::LOCATION), format!("/api/runs/{uid}"));
+    let jobs: Vec<(&str, &str)> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            ("first", "PENDING"),
+            ("second", "PENDING"),
+            ("success", "PENDING"),
+            ("error", "PENDING")
+        ]
+    );
+    let got = app.get(&format!("/api/runs/{uid}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json()["metadata"]["uid"], uid.as_str());
+    let list = app.get("/api/runs").await.json();
+    assert_eq!(list["kind"], "RunList");
+    assert_eq!(list["items"][0]["metadata"]["uid"], uid.as_str());
+    // The same as JSON proper.
+    let a = app.post("/api/runs", "application/json", SEED).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert_eq!(app.stored_runs().await, 2);
+}
+
+#[tokio::test]
+async fn invalid_submissions_are_4xx_naming_the_problem_and_store_nothing() {
+    let app = open();
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        ("application/json", "{\"kind\": \"Pipeline\", \"jobs\": {".into(), StatusCode::BAD_REQUEST, "error"),
+        (
+            "application/json",
+            r#"{"kind":"Pipeline","jobs":{"a":{"image":"busybox","run":"true","dependsOn":[{"job":"ghost"}]}}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "ghost",
+        ),
+        (
+            "application/json",
+            r#"{"kind":"Pipeline","jobs":{"a":{"image":"busybox","run":"true","dependsOn":[{"job":"b"}]},"b":{"image":"busybox","run":"true","dependsOn":[{"job":"a"}]}}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "cycle",
+        ),
+        (
+            "application/json",
+            r#"{"kind":"Pipeline","jobs":{"a":{"image":"busybox","run":"true","colour":"red"}}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+        ("text/plain", SEED.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type"),
+        ("application/json", "x".repeat(65 << 10), StatusCode::PAYLOAD_TOO_LARGE, "max-body"),
+    ];
+    let shown = |t: &str| t.chars().take(300).collect::<String>();
+    for (content_type, body, status, says) in cases {
+        let a = app.post("/api/runs", content_type, body.clone()).await;
+        assert_eq!(
+            a.status,
+            status,
+            "{}: {}",
+            &body[..body.len().min(80)],
+            a.text()
+        );
+        let e = a.json();
+        assert_eq!(e["kind"], "Error");
+        let message = e["error"].as_str().unwrap().to_string() + &e.to_string();
+        assert!(message.contains(says), "{says}: {}", shown(&message));
+    }
+    let a = app
+        .post("/api/runs", "application/json", vec![0xff, 0xfe, 0x00])
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = app
+        .send(Request::post("/api/runs").body(Body::from(SEED)).unwrap())
+        .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(app.stored_runs().await, 0);
+}
+
+#[tokio::test]
+async fn source_is_compiled_on_the_server_with_params_and_its_errors_are_diagnostics() {
+    let app = open();
+    let src = "pipeline greet {\n  param who: string = \"world\"\n  job hello {\n    image = \"busybox\"\n    run = \"echo hello ${who}\"\n  }\n}\n";
+    let a = app
+        .post("/api/runs?param=who%3Dchainr", "text/x-chainr", src)
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    assert_eq!(a.json()["metadata"]["name"], "greet");
+    let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let stored = app.store.get(&uid).await.unwrap().unwrap();
+    assert_eq!(stored.pipeline.jobs["hello"].run, "echo hello chainr");
+
+    let bad = "pipeline p {\n  job a {\n    image = \"busybox\"\n    run = \"true\"\n  }\n  job b after nope {\n    image = \"busybox\"\n    run = \"true\"\n  }\n}\n";
+    let a = app.post("/api/runs", "text/x-chainr", bad).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let e = a.json();
+    assert_eq!(e["kind"], "Error");
+    let d = &e["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert!(d["code"].as_str().unwrap().starts_with('E'));
+    assert_eq!(d["line"], 6);
+    assert_eq!(d["column"], 15, "{d}");
+    assert!(d["message"].as_str().unwrap().contains("nope"), "{d}");
+    assert!(
+        e["rendered"]
+            .as_str()
+            .unwrap()
+            .contains("pipeline.chainr:6:15"),
+        "{e}"
+    );
+    // Params do not apply to the IR.
+    let a = app
+        .post("/api/runs?param=who%3Dx", "application/json", SEED)
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.stored_runs().await, 1);
+}
+
+#[tokio::test]
+async fn check_compiles_without_storing_anything() {
+    let app = open();
+    let a = app
+        .post(
+            "/api/check",
+            "text/x-chainr",
+            "pipeline p {\n  job a {\n    image = \"busybox\"\n  }\n}\n",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let c = a.json();
+    assert_eq!(c["kind"], "Check");
+    assert_eq!(c["ok"], false);
+    assert!(!c["diagnostics"].as_array().unwrap().is_empty());
+    let a = app
+        .post("/api/check", "application/json", SEED)
+        .await
+        .json();
+    assert_eq!(a["ok"], true);
+    assert_eq!(a["pipeline"]["jobs"]["first"]["image"], "busybox");
+    assert_eq!(app.stored_runs().await, 0);
+}
+
+#[tokio::test]
+async fn tokens_decide_who_may_read_and_who_may_write() {
+    let app = with_tokens();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let a = app.get("/api/runs").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.header(header::WWW_AUTHENTICATE).starts_with("Bearer"));
+    assert_eq!(a.json()["kind"], "Error");
+    let post = |token: &str| {
+        Request::post("/api/runs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, bearer(token))
+            .body(Body::from(SEED))
+            .unwrap()
+    };
+    let a = app.send(post(READER)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text());
+    assert_eq!(app.stored_runs().await, 0);
+    let a = app.send(post("not-a-token-at-all")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = app.send(post(WRITER)).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert_eq!(a.json()["submitter"], "ci");
+    let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let read = app
+        .send(
+            Request::get(format!("/api/runs/{uid}"))
+                .header(header::AUTHORIZATION, bearer(READER))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.json()["submitter"], "ci");
+    // Health needs no token; metrics do.
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/metrics").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn lists_page_with_a_cursor_newest_first_and_filter() {
+    let app = open();
+    let mut uids = Vec::new();
+    for i in 0..5 {
+        let src = format!(
+            "pipeline {} {{\n  job a {{\n    image = \"busybox\"\n    run = \"true\"\n  }}\n}}\n",
+            if i % 2 == 0 { "even" } else { "odd" }
+        );
+        let a = app.post("/api/runs", "text/x-chainr", src).await;
+        uids.push(a.json()["metadata"]["uid"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut next = Some("/api/runs?limit=2".to_string());
+    while let Some(url) = next {
+        let a = app.get(&url).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let page = a.json();
+        assert!(page["items"].as_array().unwrap().len() <= 2);
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["metadata"]["uid"].as_str().unwrap().to_string());
+        }
+        next = page["next"].as_str().map(str::to_string);
+        if let Some(n) = &next {
+            assert!(a.header(header::LINK).contains(n.as_str()));
+        }
+    }
+    uids.reverse();
+    assert_eq!(seen, uids, "every run once, newest first");
+    let odd = app.get("/api/runs?pipeline=odd").await.json();
+    assert_eq!(odd["items"].as_array().unwrap().len(), 2);
+    let pending = app.get("/api/runs?status=pending&limit=1").await.json();
+    assert_eq!(pending["items"].as_array().unwrap().len(), 1);
+    assert!(pending["next"].as_str().unwrap().contains("status=pending"));
+    for bad in [
+        "/api/runs?limit=0",
+        "/api/runs?limit=5000",
+        "/api/runs?status=DONE",
+        "/api/runs?after=x",
+    ] {
+        let a = app.get(bad).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(a.json()["kind"], "Error");
+    }
+}
+
+#[tokio::test]
+async fn unknown_things_are_404_and_wrong_methods_405_with_allow() {
+    let app = open();
+    let a = app.get("/api/runs/no-such-run").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.json()["kind"], "Error");
+    assert_eq!(app.get("/api/nothing").await.status, StatusCode::NOT_FOUND);
+    let a = app
+        .send(Request::delete("/api/runs").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(a.header(header::ALLOW).contains("POST"));
+    assert_eq!(a.json()["kind"], "Error");
+}
+
+/// A run with job `first` started by hand, as a worker would: claim, events, output.
+async fn started(app: &App) -> (String, chainr_runtime::store::Lease) {
+    let a = app.post("/api/runs", "application/json", SEED).await;
+    let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let lease = app
+        .store
+        .claim("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = SystemTime::now();
+    let events = [
+        RunEvent {
+            seq: 1,
+            at: now,
+            kind: EventKind::RunStarted { resumed: false },
+        },
+        RunEvent {
+            seq: 2,
+            at: now,
+            kind: EventKind::AttemptStarted {
+                job: 0,
+                attempt: 1,
+                handle: None,
+            },
+        },
+    ];
+    app.store.append(&lease, &events).await.unwrap();
+    (uid, lease)
+}
+
+fn key(uid: &str) -> LogKey {
+    LogKey {
+        run: uid.to_string(),
+        job: "first".to_string(),
+        attempt: 1,
+    }
+}
+
+#[tokio::test]
+async fn logs_are_read_whole_or_followed_until_the_attempt_ends() {
+    let app = open();
+    let (uid, lease) = started(&app).await;
+    app.logs.append(&key(&uid), b"one\n").await.unwrap();
+    let a = app.get(&format!("/api/runs/{uid}/jobs/first/logs")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.header(header::CONTENT_TYPE).starts_with("text/plain"));
+    assert_eq!(a.text(), "one\n");
+    let a = app.get(&format!("/api/runs/{uid}/jobs/second/logs")).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "not started");
+    assert_eq!(
+        app.get(&format!("/api/runs/{uid}/jobs/ghost/logs"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/runs/{uid}/jobs/first/logs?attempt=2"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Following: what is there, then what arrives, and the answer ends with the attempt.
+    let follower = {
+        let router = app.router.clone();
+        let uri = format!("/api/runs/{uid}/jobs/first/logs?follow=true");
+        tokio::spawn(async move {
+            let response = router
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !follower.is_finished(),
+        "following waits for the attempt to end"
+    );
+    app.logs.append(&key(&uid), b"two\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.logs.append(&key(&uid), b"three\n").await.unwrap();
+    app.logs.finish(&key(&uid)).await.unwrap();
+    let ended = RunEvent {
+        seq: 3,
+        at: SystemTime::now(),
+        kind: EventKind::AttemptEnded {
+            job: 0,
+            attempt: 1,
+            result: AttemptResult::new(AttemptEnd::Succeeded, Some(0), None),
+        },
+    };
+    app.store.append(&lease, &[ended]).await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the followed log ends with its attempt")
+        .unwrap();
+    assert_eq!(&body[..], b"one\ntwo\nthree\n");
+}
+
+#[tokio::test]
+async fn run_events_resume_after_last_event_id() {
+    let app = open();
+    let (uid, _lease) = started(&app).await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/api/runs/{uid}/events"))
+                .header("last-event-id", "1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = response.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.contains("id: 2\n"), "{text}");
+    assert!(text.contains("event: attemptStarted\n"), "{text}");
+    assert!(text.contains("\"jobName\":\"first\""), "{text}");
+    assert!(!text.contains("id: 1\n"), "{text}");
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_answers() {
+    let app = open();
+    let a = app.get("/api/openapi.json").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    // The API the service promises.
+    for (method, path) in [
+        ("get", "/api"),
+        ("get", "/api/runs"),
+        ("post", "/api/runs"),
+        ("get", "/api/runs/{uid}"),
+        ("post", "/api/check"),
+        ("get", "/api/runs/{uid}/jobs/{job}/logs"),
+        ("get", "/api/runs/{uid}/events"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is missing from the document"
+        );
+    }
+    // And every documented operation is a route: it never reaches the fallback.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let uri = path.replace("{uid}", "x").replace("{job}", "y");
+            let a = app
+                .send(
+                    Request::builder()
+                        .method(method.to_ascii_uppercase().as_str())
+                        .uri(&uri)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            let fallback = a.status == StatusCode::NOT_FOUND && a.text().contains("no resource at");
+            assert!(
+                !fallback && a.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {}",
+                a.status
+            );
+        }
+    }
+    // The Run and Pipeline schemas are the types' own.
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["Run"]["properties"]["jobs"].is_object(),
+        "{}",
+        schemas["Run"]
+    );
+    assert!(schemas["Pipeline"]["properties"]["jobs"].is_object());
+    // GET /api lists the same paths.
+    let resources = app.get("/api").await.json();
+    let listed: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), paths.len());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let app = open();
+    app.post("/api/runs", "application/json", SEED).await;
+    let m = app.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = m.text();
+    assert!(
+        text.contains("chainr_api_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("route=\"/api/runs\""), "{text}");
+    assert!(text.contains("chainr_runs_submitted_total"), "{text}");
+}

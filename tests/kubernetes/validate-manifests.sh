@@ -19,6 +19,6 @@ for file in examples/*.chainr tests/fixtures/ok/*.chainr; do
   count=$((count + 1))
 done
 kubernetes-validate --strict --quiet -k "$version" "$out"/*.yaml
-deploy=deploy/rbac.yaml
+deploy=deploy/base/rbac.yaml
 kubernetes-validate --strict --quiet -k "$version" "$deploy"
 echo "kubernetes-validate $version (strict): the Jobs of $count pipelines and $deploy are valid"

@@ -33,7 +33,7 @@ pub enum ExecutorKind {
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Where the API listens.
+    /// Where this process listens: the API (role `api`), and whatever the roles /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Keep state in an SQLite database in DIR (default: the user's data directory, e.g. ~/.local/share/chainr).
@@ -204,30 +204,32 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
     let mut tasks = tokio::task::JoinSet::new();
     let api = args.roles.contains(&Role::Api);
     let work = args.roles.contains(&Role::Worker);
-    let mut listening = None;
-    if api {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        listening = listener.local_addr().ok();
-        let router = chainr_server::router(Api {
+    // Every process listens: the API with the `api` role, the probes and metrics always.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listening = listener.local_addr().ok();
+    let router = if api {
+        chainr_server::router(Api {
             store: store.clone(),
             logs: logs.clone(),
             auth,
             max_body: args.max_body,
             poll: Duration::from_millis(200),
             draining: draining.clone(),
-        });
-        let mut stop = draining.clone();
-        tasks.spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|d| *d).await;
-            };
-            if !chainr_server::serve(listener, router, stopped, DRAIN).await {
-                tracing::warn!("some connections were still open when the drain ended");
-            }
-        });
-    }
+        })
+    } else {
+        chainr_server::probes(store.clone(), logs.clone())
+    };
+    let mut stop = draining.clone();
+    tasks.spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|d| *d).await;
+        };
+        if !chainr_server::serve(listener, router, stopped, DRAIN).await {
+            tracing::warn!("some connections were still open when the drain ended");
+        }
+    });
     if work {
         let id = args.worker_id.clone().unwrap_or_else(worker_name);
         let mut options = WorkerOptions::new(&id);

@@ -67,13 +67,38 @@ pub fn router(api: Api) -> Router {
     let app: App = Arc::new(api);
     let (routes, _) = openapi::routes().split_for_parts();
     routes
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/readyz", axum::routing::get(readyz))
-        .route("/metrics", axum::routing::get(metrics_text))
+        .merge(probe_routes())
         .route("/api/openapi.json", axum::routing::get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(observe))
+        .with_state(app)
+}
+
+/// What every process serves, whatever its roles: liveness, readiness (the store answers) and
+/// metrics. No token is needed: they hold no run's data.
+fn probe_routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics_text))
+}
+
+/// The probes alone, for a process without the `api` role (a worker still answers its
+/// liveness and readiness probes and is scraped).
+pub fn probes(store: Arc<dyn Store>, logs: Arc<dyn LogSink>) -> Router {
+    let (_tx, draining) = watch::channel(false);
+    let app: App = Arc::new(Api {
+        store,
+        logs,
+        auth: Auth::Disabled,
+        max_body: 0,
+        poll: Duration::from_secs(1),
+        draining,
+    });
+    probe_routes()
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))
         .with_state(app)
 }
@@ -101,10 +126,7 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics_text(caller: Result<Caller, ApiError>) -> Response {
-    if let Err(e) = caller {
-        return e.into_response();
-    }
+async fn metrics_text() -> Response {
     (
         [(
             header::CONTENT_TYPE,

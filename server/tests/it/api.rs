@@ -317,10 +317,12 @@ async fn tokens_decide_who_may_read_and_who_may_write() {
         .await;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.json()["submitter"], "ci");
-    // Health needs no token; metrics do.
+    // Probes and metrics need no token (they hold no run's data); the OpenAPI document does not
+    // either, but everything under /api does.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
-    assert_eq!(app.get("/metrics").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
+    assert_eq!(app.get("/api").await.status, StatusCode::OK);
 }
 
 #[tokio::test]

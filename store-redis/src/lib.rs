@@ -126,6 +126,13 @@ end
 return {0, last + n}
 "#;
 
+const CANCEL: &str = r#"
+-- KEYS: run hash. Not fenced: anyone may ask.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'finished') == '1' then return -2 end
+return redis.call('HINCRBY', KEYS[1], 'cancels', 1)
+"#;
+
 /// Runs in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -136,6 +143,7 @@ pub struct RedisStore {
     renew: Script,
     release: Script,
     append: Script,
+    cancel: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -177,6 +185,7 @@ impl RedisStore {
             renew: fenced(RENEW),
             release: fenced(RELEASE),
             append: fenced(APPEND),
+            cancel: Script::new(CANCEL),
         })
     }
 
@@ -469,6 +478,36 @@ impl Store for RedisStore {
                 expected: value,
                 got: first.seq,
             }),
+        }
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .cancel
+            .key(self.run_key(id))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match n {
+            -1 => Err(StoreError::NotFound(id.to_string())),
+            -2 => Err(StoreError::finished(id)),
+            n => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let (exists, n): (Option<String>, Option<u32>) = redis::cmd("HMGET")
+            .arg(self.run_key(id))
+            .arg("id")
+            .arg("cancels")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match exists {
+            Some(_) => Ok(n.unwrap_or(0)),
+            None => Err(StoreError::NotFound(id.to_string())),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! together is one transaction, and a worker's writes are fenced by its lease token: a lease
 //! that expired or moved on is refused (see `chainr_runtime::store::Store`).
 //!
-//! The schema is in [`SCHEMA`]. Times are milliseconds since the Unix epoch, by the wall clock.
+//! The schema is in [`SCHEMA`], its version in `PRAGMA user_version` ([`SCHEMA_VERSION`]): a
+//! database made by another version is refused, not misread. Times are milliseconds since the
+//! Unix epoch, by the wall clock.
 //! The calls are blocking SQLite calls, run on tokio's blocking pool.
 //!
 //! The Run document is kept as a snapshot plus the events after it: an append writes its events
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status        TEXT NOT NULL,
     last_seq      INTEGER NOT NULL DEFAULT 0,
     takeovers     INTEGER NOT NULL DEFAULT 0,
+    cancels       INTEGER NOT NULL DEFAULT 0,
     finished      INTEGER NOT NULL DEFAULT 0,
     lease_token   TEXT,
     lease_worker  TEXT,
@@ -71,6 +74,9 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 ";
 
+/// The version of [`SCHEMA`]; the first (with no `cancels` column) was 0.
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// The snapshot of a run's document is rewritten after this many events.
 pub const SNAPSHOT_EVERY: u64 = 200;
 
@@ -92,6 +98,11 @@ fn now_ms() -> i64 {
     millis::to_millis(SystemTime::now()) as i64
 }
 
+/// A stored count as a `u32`.
+fn count(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -108,7 +119,23 @@ impl SqliteStore {
             .map_err(unavailable)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(unavailable)?;
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if tables == 0 {
+            conn.execute_batch(SCHEMA).map_err(unavailable)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(unavailable)?;
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if version != SCHEMA_VERSION {
+            return Err(corrupt(format!(
+                "{} holds schema version {version} of the chainr store; this chainr reads version {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -145,6 +172,22 @@ fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<R
         run.apply(&e);
     }
     Ok(run)
+}
+
+/// A column of the run's row (or any expression over it); `NotFound` when there is no such run.
+fn run_field<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    id: &str,
+    column: &str,
+) -> Result<T, StoreError> {
+    conn.query_row(
+        &format!("SELECT {column} FROM runs WHERE id = ?1"),
+        params![id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::NotFound(id.to_string()))
 }
 
 /// Checks that `lease` is held now; the run's row is then locked by the transaction.
@@ -225,7 +268,7 @@ impl Store for SqliteStore {
                 submitter,
                 created_at: millis::from_millis(created.max(0) as u64),
                 last_seq: last_seq.max(0) as u64,
-                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+                takeovers: count(takeovers),
             }))
         })
         .await
@@ -239,15 +282,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RunEvent>, StoreError> {
         let id = id.to_string();
         self.with(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT 1 FROM runs WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(unavailable)?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(id));
-            }
+            run_field::<i64>(conn, &id, "1")?;
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -350,7 +385,7 @@ impl Store for SqliteStore {
                 run: id,
                 worker,
                 token,
-                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+                takeovers: count(takeovers),
             }))
         })
         .await
@@ -456,6 +491,34 @@ impl Store for SqliteStore {
             tx.commit().map_err(unavailable)
         })
         .await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            if run_field::<i64>(&tx, &id, "finished")? == 1 {
+                return Err(StoreError::finished(&id));
+            }
+            let n: i64 = tx
+                .query_row(
+                    "UPDATE runs SET cancels = cancels + 1 WHERE id = ?1 RETURNING cancels",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(count(n))
+        })
+        .await
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| run_field(conn, &id, "cancels").map(count))
+            .await
     }
 }
 

@@ -1,11 +1,12 @@
 //! The in-memory store: for tests and for `chainrc run`. Leases expire by the monotonic clock.
+//! A clone shares the runs of the store it was cloned from.
 
 use super::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
 use crate::record::Run;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Entry {
@@ -14,6 +15,7 @@ struct Entry {
     /// Token, holder and expiry of the current lease.
     lease: Option<(String, Instant)>,
     finished: bool,
+    cancels: u32,
 }
 
 #[derive(Default)]
@@ -25,9 +27,9 @@ struct Inner {
     next_token: u64,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl MemoryStore {
@@ -39,6 +41,14 @@ impl MemoryStore {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("the memory store is poisoned".into()))
+    }
+}
+
+impl Inner {
+    fn entry(&mut self, id: &str) -> Result<&mut Entry, StoreError> {
+        self.runs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 }
 
@@ -77,6 +87,7 @@ impl Store for MemoryStore {
                 events: Vec::new(),
                 lease: None,
                 finished: false,
+                cancels: 0,
             },
         );
         Ok(())
@@ -195,5 +206,19 @@ impl Store for MemoryStore {
         entry.stored.last_seq += events.len() as u64;
         entry.events.extend_from_slice(events);
         Ok(())
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let mut inner = self.lock()?;
+        let entry = inner.entry(id)?;
+        if entry.finished {
+            return Err(StoreError::finished(id));
+        }
+        entry.cancels += 1;
+        Ok(entry.cancels)
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        Ok(self.lock()?.entry(id)?.cancels)
     }
 }

@@ -110,6 +110,17 @@ pub enum StoreError {
     /// What the store holds cannot be read.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The run is not in a state that allows the operation (the message says why, in plain
+    /// words: "run X has finished").
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// The run has finished: what can only be done to an unfinished run is refused.
+    pub fn finished(id: &str) -> StoreError {
+        StoreError::Conflict(format!("run {id} has finished"))
+    }
 }
 
 #[async_trait]
@@ -139,6 +150,16 @@ pub trait Store: Send + Sync {
     /// Appends events under a held lease, atomically: all or none. They must continue the
     /// run's numbering. A `RunFinished` event takes the run out of the queue for good.
     async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError>;
+
+    /// Records a request to cancel the run, whoever asks (not fenced: any API process may) and
+    /// answers how many there are now. The worker driving the run cancels it at the first
+    /// request and stops its `finally` jobs too at the second. `NotFound` for an unknown run,
+    /// `Conflict` for a finished one.
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError>;
+
+    /// How many cancel requests the run has had (`NotFound` for an unknown run). Cheap: a
+    /// worker asks for it every [`WorkerOptions::poll`](crate::worker::WorkerOptions::poll).
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError>;
 }
 
 /// What appending `events` does to the run's status, which stores index: the status moves only

@@ -19,7 +19,7 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The tables. `runs.seq` orders runs by creation (the list cursor); the queue is the unfinished
-/// runs without a live lease, oldest first.
+/// runs without a live lease, oldest first. `changes` is the feed: each run created (`seq` 0)
+/// and each event appended, written in the same transaction; `AUTOINCREMENT` never reuses an
+/// id.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,10 +74,15 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     PRIMARY KEY (run, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
 ";
 
-/// The version of [`SCHEMA`]; the first (with no `cancels` column) was 0.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The snapshot of a run's document is rewritten after this many events.
 pub const SNAPSHOT_EVERY: u64 = 200;
@@ -174,6 +181,14 @@ fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<R
     Ok(run)
 }
 
+/// Adds the change of event `seq` of run `run` (0: its creation) to the feed.
+fn add_change(conn: &Connection, run: &str, seq: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO changes (run, seq) VALUES (?1, ?2)")
+        .and_then(|mut insert| insert.execute(params![run, seq as i64]))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 /// A column of the run's row (or any expression over it); `NotFound` when there is no such run.
 fn run_field<T: rusqlite::types::FromSql>(
     conn: &Connection,
@@ -215,7 +230,10 @@ impl Store for SqliteStore {
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let created = millis::to_millis(run.created_at) as i64;
         self.with(move |conn| {
-            let inserted = conn.execute(
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let inserted = tx.execute(
                 "INSERT INTO runs (id, pipeline, pipeline_name, submitter, created_at, doc, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
                 params![
@@ -228,10 +246,11 @@ impl Store for SqliteStore {
                     status
                 ],
             );
-            match inserted.map_err(unavailable)? {
-                0 => Err(StoreError::Exists(run.id)),
-                _ => Ok(()),
+            if inserted.map_err(unavailable)? == 0 {
+                return Err(StoreError::Exists(run.id));
             }
+            add_change(&tx, &run.id, 0)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -467,6 +486,7 @@ impl Store for SqliteStore {
                     insert
                         .execute(params![lease.run, e.seq as i64, body])
                         .map_err(unavailable)?;
+                    add_change(&tx, &lease.run, e.seq)?;
                 }
             }
             let new_last = last_seq + events.len() as u64;
@@ -489,6 +509,60 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT c.id, c.run, e.body FROM changes c
+                     LEFT JOIN events e ON e.run = c.run AND e.seq = c.seq AND c.seq > 0
+                     WHERE c.id > ?1 ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, run, body) = row.map_err(unavailable)?;
+                let event = match body {
+                    Some(b) => Some(serde_json::from_str(&b).map_err(corrupt)?),
+                    None => None,
+                };
+                out.push(Change {
+                    id: id as u64,
+                    run,
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn last_change(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            // AUTOINCREMENT's own record of the largest id given, even if it was deleted since.
+            let last: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(last.unwrap_or(0).max(0) as u64)
         })
         .await
     }

@@ -512,6 +512,105 @@ pub async fn cancel_requests_are_counted_until_the_run_finishes(store: &dyn Stor
     assert_eq!(store.cancel_requests("r1").await.unwrap(), 2);
 }
 
+pub async fn the_feed_has_every_creation_and_event_in_order(store: &dyn Store) {
+    assert_eq!(store.last_change().await.unwrap(), 0);
+    assert!(store.feed(0, 10).await.unwrap().is_empty());
+    store.create(new_run("r1", "p")).await.unwrap();
+    store.create(new_run("r2", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    // Nothing for what was refused.
+    let mut forged = lease.clone();
+    forged.token.push('x');
+    assert!(store.append(&forged, &started(3, 1)).await.is_err());
+    assert!(store.create(new_run("r1", "again")).await.is_err());
+    let feed = store.feed(0, 100).await.unwrap();
+    let what: Vec<(&str, Option<&RunEvent>)> = feed
+        .iter()
+        .map(|c| (c.run.as_str(), c.event.as_ref()))
+        .collect();
+    let events = started(1, 0);
+    assert_eq!(
+        what,
+        [
+            ("r1", None),
+            ("r2", None),
+            ("r1", Some(&events[0])),
+            ("r1", Some(&events[1]))
+        ]
+    );
+    let ids: Vec<u64> = feed.iter().map(|c| c.id).collect();
+    assert!(ids[0] > 0 && ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(store.last_change().await.unwrap(), ids[3]);
+    assert_eq!(store.feed(ids[1], 100).await.unwrap(), feed[2..].to_vec());
+    assert_eq!(store.feed(0, 2).await.unwrap(), feed[..2].to_vec());
+    assert!(store.feed(ids[3], 100).await.unwrap().is_empty());
+}
+
+pub async fn the_feed_misses_nothing_when_writers_interleave(store: &dyn Store) {
+    const RUNS: usize = 4;
+    const EVENTS: u64 = 30;
+    let mut leases = Vec::new();
+    for i in 0..RUNS {
+        store.create(new_run(&format!("r{i}"), "p")).await.unwrap();
+        leases.push(store.claim(&format!("w{i}"), TTL).await.unwrap().unwrap());
+    }
+    let from = store.last_change().await.unwrap();
+    // Each writer appends its run's events in batches of one to three, while a reader follows
+    // the feed from where it last read.
+    let writers = leases.iter().map(|lease| async move {
+        let mut seq = 1;
+        while seq <= EVENTS {
+            let n = (seq % 3 + 1).min(EVENTS - seq + 1);
+            let batch: Vec<RunEvent> = (seq..seq + n)
+                .map(|s| {
+                    event(
+                        s,
+                        EventKind::RetryDue {
+                            job: 0,
+                            attempt: s as u32,
+                        },
+                    )
+                })
+                .collect();
+            store.append(lease, &batch).await.unwrap();
+            seq += n;
+            tokio::task::yield_now().await;
+        }
+    });
+    let reader = async {
+        let mut seen = Vec::new();
+        let mut cursor = from;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while seen.len() < RUNS * EVENTS as usize {
+            for change in store.feed(cursor, 7).await.unwrap() {
+                assert!(change.id > cursor, "{} after {cursor}", change.id);
+                cursor = change.id;
+                seen.push(change);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} seen",
+                seen.len()
+            );
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(futures_join_all(writers), reader);
+    // What the reader saw as it went is the whole feed: nothing was written behind its cursor.
+    assert_eq!(seen, store.feed(from, usize::MAX).await.unwrap());
+    for i in 0..RUNS {
+        let run = format!("r{i}");
+        let seqs: Vec<u64> = seen
+            .iter()
+            .filter(|c| c.run == run)
+            .map(|c| c.event.as_ref().expect("an event").seq)
+            .collect();
+        assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>(), "{run}");
+    }
+}
+
 /// A worker on `store` that polls for cancels often; `stop` tells it to stop.
 fn worker(
     store: &Arc<dyn Store>,
@@ -733,6 +832,8 @@ macro_rules! store_conformance {
             a_finished_run_whose_lease_expires_is_not_claimed,
             a_refused_append_changes_nothing,
             cancel_requests_are_counted_until_the_run_finishes,
+            the_feed_has_every_creation_and_event_in_order,
+            the_feed_misses_nothing_when_writers_interleave,
         );
         $crate::store_conformance!(@shared $make;
             a_run_cancelled_through_the_store_stops_and_runs_finally,

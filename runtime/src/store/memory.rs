@@ -1,7 +1,7 @@
 //! The in-memory store: for tests and for `chainrc run`. Leases expire by the monotonic clock.
 //! A clone shares the runs of the store it was cloned from.
 
-use super::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use super::{Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
 use crate::record::Run;
 use async_trait::async_trait;
@@ -25,6 +25,17 @@ struct Inner {
     order: BTreeMap<u64, String>,
     next_order: u64,
     next_token: u64,
+    /// The feed: change id → run and event number (0: the run was created).
+    changes: BTreeMap<u64, (String, u64)>,
+    last_change: u64,
+}
+
+impl Inner {
+    fn change(&mut self, run: &str, seq: u64) {
+        self.last_change += 1;
+        self.changes
+            .insert(self.last_change, (run.to_string(), seq));
+    }
 }
 
 #[derive(Clone, Default)]
@@ -73,6 +84,7 @@ impl Store for MemoryStore {
         let order = inner.next_order;
         let doc = Run::planned(run.id.clone(), &run.pipeline);
         inner.order.insert(order, run.id.clone());
+        inner.change(&run.id, 0);
         inner.runs.insert(
             run.id,
             Entry {
@@ -205,7 +217,26 @@ impl Store for MemoryStore {
         }
         entry.stored.last_seq += events.len() as u64;
         entry.events.extend_from_slice(events);
+        for e in events {
+            inner.change(&lease.run, e.seq);
+        }
         Ok(())
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let inner = self.lock()?;
+        let changes = inner.changes.range(after.saturating_add(1)..).take(limit);
+        Ok(changes
+            .map(|(&id, (run, seq))| Change {
+                id,
+                run: run.clone(),
+                event: (*seq > 0).then(|| inner.runs[run].events[*seq as usize - 1].clone()),
+            })
+            .collect())
+    }
+
+    async fn last_change(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.last_change)
     }
 
     async fn cancel(&self, id: &str) -> Result<u32, StoreError> {

@@ -250,8 +250,13 @@ impl<'p> Driver<'p> {
                         note(&mut actions, &mut launched);
                     }
                 }
-                EventKind::AttemptEnded { job, result, .. } => {
-                    if in_flight.remove(job).is_some() {
+                EventKind::AttemptEnded {
+                    job,
+                    attempt,
+                    result,
+                } => {
+                    // Running, or launched and abandoned with no recorded start.
+                    if in_flight.remove(job).is_some() || launched.remove(&(*job, *attempt)) {
                         d.scheduler.attempt_ended(*job, result.end, &mut actions);
                         note(&mut actions, &mut launched);
                     }

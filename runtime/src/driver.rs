@@ -138,15 +138,23 @@ pub struct Driver<'p> {
     live: Vec<Option<Live>>,
     timers: BTreeMap<(Instant, u64), Timer>,
     timer_seq: u64,
+    /// Cancels taken so far (`CancelRequested` events).
     cancels: u32,
+    /// Cancels asked for before [`Driver::begin`], taken by it.
+    queued_cancels: u32,
     kill_grace: Option<Duration>,
     log_cap: Option<u64>,
     actions: Vec<Action>,
     effects: Vec<Effect>,
     events: Vec<RunEvent>,
     resumed: bool,
-    /// Found by [`Driver::resume`], carried out by [`Driver::begin`].
+    /// Whether the scheduler was started (a `RunStarted` event): not yet for a new run.
+    started: bool,
+    /// Found by [`Driver::resume`], carried out by [`Driver::begin`]: decisions to record, and
+    /// attempts an earlier driver started (or may have started: no handle) to start again or
+    /// abandon.
     backlog: Vec<EventKind>,
+    earlier: Vec<(JobId, u32, Option<String>)>,
     begun: bool,
 }
 
@@ -175,13 +183,16 @@ impl<'p> Driver<'p> {
             timers: BTreeMap::new(),
             timer_seq: 0,
             cancels: 0,
+            queued_cancels: 0,
             kill_grace: options.kill_grace,
             log_cap: options.log_cap,
             actions: Vec::new(),
             effects: Vec::new(),
             events: Vec::new(),
             resumed: false,
+            started: false,
             backlog: Vec::new(),
+            earlier: Vec::new(),
             begun: false,
         })
     }
@@ -201,9 +212,9 @@ impl<'p> Driver<'p> {
         d.resumed = true;
         d.run = Run::replay(run_id.to_string(), pipeline, events);
         d.seq = events.last().map_or(0, |e| e.seq);
-        // Bring the scheduler to where the events say it was, by giving it the same inputs.
+        // Bring the scheduler to where the events say it was, by giving it the same inputs in
+        // the same order (`RunStarted` is its start).
         let mut actions = Vec::new();
-        d.scheduler.start(&mut actions);
         let mut launched: HashSet<(JobId, u32)> = HashSet::new();
         let mut in_flight: HashMap<JobId, (u32, Option<String>)> = HashMap::new();
         let mut retry_at: HashMap<JobId, SystemTime> = HashMap::new();
@@ -216,7 +227,6 @@ impl<'p> Driver<'p> {
                 }
             }
         };
-        note(&mut actions, &mut launched);
         for e in events {
             match &e.kind {
                 EventKind::AttemptStarted {
@@ -240,8 +250,13 @@ impl<'p> Driver<'p> {
                         note(&mut actions, &mut launched);
                     }
                 }
-                EventKind::AttemptEnded { job, result, .. } => {
-                    if in_flight.remove(job).is_some() {
+                EventKind::AttemptEnded {
+                    job,
+                    attempt,
+                    result,
+                } => {
+                    // Running, or launched and abandoned with no recorded start.
+                    if in_flight.remove(job).is_some() || launched.remove(&(*job, *attempt)) {
                         d.scheduler.attempt_ended(*job, result.end, &mut actions);
                         note(&mut actions, &mut launched);
                     }
@@ -258,15 +273,21 @@ impl<'p> Driver<'p> {
                     decided.insert(*job);
                 }
                 EventKind::RunFinished { .. } => finished = true,
-                EventKind::RunStarted { .. } => {}
+                EventKind::RunStarted { .. } => {
+                    if !d.started {
+                        d.started = true;
+                        d.scheduler.start(&mut actions);
+                        note(&mut actions, &mut launched);
+                    }
+                }
             }
         }
         // Attempts that were running, and attempts decided with no recorded start (the earlier
         // driver may have started them and stopped before recording it: they have no handle,
         // and the executor finds what may run by the attempt's identity, a Job's name or a
-        // process's environment). They are started again, or, if the run was cancelled since,
-        // abandoned: not started again only to be stopped.
-        let mut earlier: Vec<(JobId, u32, Option<String>)> = in_flight
+        // process's environment). `begin` starts them again, or, if the run was cancelled,
+        // abandons them: not started again only to be stopped.
+        d.earlier = in_flight
             .into_iter()
             .map(|(job, (attempt, handle))| (job, attempt, handle))
             .chain(
@@ -275,26 +296,7 @@ impl<'p> Driver<'p> {
                     .map(|(job, attempt)| (job, attempt, None)),
             )
             .collect();
-        earlier.sort();
-        for (job, attempt, handle) in earlier {
-            let cancelled = d.cancels > 1 || (d.cancels == 1 && !d.specs[job].finally);
-            if cancelled {
-                d.live[job] = Some(Live {
-                    attempt,
-                    stop: Some(StopReason::Cancel),
-                    output_lost: None,
-                    logged: 0,
-                    cut: false,
-                });
-                d.effects.push(Effect::Abandon {
-                    job,
-                    attempt,
-                    handle,
-                });
-            } else {
-                d.launch(job, attempt, Some(handle));
-            }
-        }
+        d.earlier.sort();
         // Retries waiting for their time, and decisions taken but not recorded.
         for job in 0..d.live.len() {
             match d.scheduler.state(job) {
@@ -323,12 +325,20 @@ impl<'p> Driver<'p> {
         Ok(d)
     }
 
-    /// Records that the run (re)started and decides what runs first.
+    /// Records that the run (re)started and decides what runs first. Cancels that came before
+    /// are taken first: a run cancelled before it started launches nothing but its `finally`
+    /// jobs (and not even those when cancelled twice). Their `CancelRequested` events then come
+    /// before `RunStarted`, as the scheduler took them, so that a replay takes them in the same
+    /// order.
     pub fn begin(&mut self, now: Now) {
         if self.begun {
             return;
         }
         self.begun = true;
+        let fresh = !self.started;
+        if fresh {
+            self.take_queued_cancels(now);
+        }
         self.emit(
             EventKind::RunStarted {
                 resumed: self.resumed,
@@ -338,10 +348,37 @@ impl<'p> Driver<'p> {
         for kind in std::mem::take(&mut self.backlog) {
             self.emit(kind, now);
         }
-        if !self.resumed {
+        if fresh {
+            self.started = true;
             self.scheduler.start(&mut self.actions);
+        } else {
+            self.take_queued_cancels(now);
+        }
+        for (job, attempt, handle) in std::mem::take(&mut self.earlier) {
+            if self.scheduler.is_cancelled(job) {
+                self.live[job] = Some(Live {
+                    attempt,
+                    stop: Some(StopReason::Cancel),
+                    output_lost: None,
+                    logged: 0,
+                    cut: false,
+                });
+                self.effects.push(Effect::Abandon {
+                    job,
+                    attempt,
+                    handle,
+                });
+            } else {
+                self.launch(job, attempt, Some(handle));
+            }
         }
         self.settle(now);
+    }
+
+    fn take_queued_cancels(&mut self, now: Now) {
+        for _ in 0..std::mem::take(&mut self.queued_cancels) {
+            self.request_cancel(now);
+        }
     }
 
     /// The executor's answer to an [`Effect::Start`].
@@ -481,8 +518,24 @@ impl<'p> Driver<'p> {
         self.settle(now);
     }
 
-    /// Cancels the run (a second time: `finally` jobs stop too).
+    /// Cancels the run (a second time: `finally` jobs stop too). Before [`Driver::begin`], the
+    /// cancel waits for it.
     pub fn cancel(&mut self, now: Now) {
+        if !self.begun {
+            self.queued_cancels += 1;
+            return;
+        }
+        self.request_cancel(now);
+        self.settle(now);
+    }
+
+    /// How many cancels the run has taken (its `CancelRequested` events, or queued for
+    /// [`Driver::begin`]).
+    pub fn cancels(&self) -> u32 {
+        self.cancels + self.queued_cancels
+    }
+
+    fn request_cancel(&mut self, now: Now) {
         if self.scheduler.is_finished() {
             return;
         }
@@ -494,7 +547,6 @@ impl<'p> Driver<'p> {
             now,
         );
         self.scheduler.cancel(&mut self.actions);
-        self.settle(now);
     }
 
     /// Fires the timers that are due.
@@ -784,6 +836,10 @@ pub async fn drive<E: Executor + Send>(
     publish: &mut dyn Publish,
 ) -> Result<(), DriveError> {
     let clock = Clock::start();
+    // Commands sent before the drive (a cancel of a run not started yet) are taken by `begin`.
+    while let Ok(Command::Cancel) = commands.try_recv() {
+        driver.cancel(clock.now());
+    }
     driver.begin(clock.now());
     let mut commands_open = true;
     loop {

@@ -2,8 +2,8 @@
 //! happened to attempts. Executors know nothing of the scheduler, the Run document, timers or
 //! logs' destination; the driver (`driver.rs`) turns their events into the run's events.
 
-use crate::event::AttemptResult;
-use crate::scheduler::JobId;
+use crate::event::{AttemptResult, Reason};
+use crate::scheduler::{AttemptEnd, JobId};
 use chainr_compiler::ir;
 use std::future::Future;
 use std::time::Duration;
@@ -75,24 +75,40 @@ pub trait Executor {
     }
 }
 
-/// An executor that ends every attempt successfully as soon as it starts, and counts what it
-/// started: for tests and benchmarks of everything around executors (drivers, stores, workers).
+/// What a scripted attempt of [`InstantExecutor`] does, by job name and attempt number:
+/// `Some(end)` ends it so at once, `None` keeps it running until it is stopped.
+pub type Script = std::sync::Arc<dyn Fn(&str, u32) -> Option<AttemptEnd> + Send + Sync>;
+
+/// Every attempt started: run, job name, attempt (shared, to count across executors).
+pub type Starts = std::sync::Arc<std::sync::Mutex<Vec<(String, String, u32)>>>;
+
+/// An executor that ends every attempt successfully as soon as it starts (or as a [`Script`]
+/// says), and counts what it started: for tests and benchmarks of everything around executors
+/// (drivers, stores, workers).
 #[derive(Default)]
 pub struct InstantExecutor {
-    ended: std::collections::VecDeque<(JobId, u32)>,
-    /// Every attempt started, in order: run, job name, attempt (shared, to count across
-    /// executors).
-    pub started: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u32)>>>,
+    ended: std::collections::VecDeque<(JobId, u32, AttemptResult)>,
+    /// Attempts that run until they are stopped.
+    running: std::collections::HashSet<(JobId, u32)>,
+    script: Option<Script>,
+    pub started: Starts,
 }
 
 impl InstantExecutor {
     /// An executor that records its starts in `started`.
-    pub fn recording(
-        started: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u32)>>>,
-    ) -> InstantExecutor {
+    pub fn recording(started: Starts) -> InstantExecutor {
         InstantExecutor {
-            ended: Default::default(),
             started,
+            ..InstantExecutor::default()
+        }
+    }
+
+    /// An executor whose attempts do what `script` says, recording their starts in `started`.
+    pub fn scripted(started: Starts, script: Script) -> InstantExecutor {
+        InstantExecutor {
+            started,
+            script: Some(script),
+            ..InstantExecutor::default()
         }
     }
 }
@@ -103,23 +119,44 @@ impl Executor for InstantExecutor {
     }
 
     async fn start(&mut self, a: AttemptSpec<'_>) -> Result<Option<String>, String> {
-        self.ended.push_back((a.job, a.attempt));
         if let Ok(mut started) = self.started.lock() {
             started.push((a.run_id.to_string(), a.name.to_string(), a.attempt));
         }
+        let end = match &self.script {
+            Some(script) => script(a.name, a.attempt),
+            None => Some(AttemptEnd::Succeeded),
+        };
+        let result = match end {
+            None => {
+                self.running.insert((a.job, a.attempt));
+                return Ok(None);
+            }
+            Some(AttemptEnd::Succeeded) => AttemptResult::succeeded(),
+            Some(AttemptEnd::Failed) => AttemptResult::exited(1),
+            Some(AttemptEnd::Errored) => {
+                AttemptResult::errored(Reason::CouldNotStart("scripted".into()))
+            }
+            Some(AttemptEnd::Cancelled) => AttemptResult::cancelled(),
+        };
+        self.ended.push_back((a.job, a.attempt, result));
         Ok(None)
     }
 
-    async fn stop(&mut self, _: JobId, _: u32, _: bool) {}
+    async fn stop(&mut self, job: JobId, attempt: u32, _force: bool) {
+        if self.running.remove(&(job, attempt)) {
+            let killed = AttemptResult::new(AttemptEnd::Failed, None, Some(Reason::Signal(15)));
+            self.ended.push_back((job, attempt, killed));
+        }
+    }
 
     async fn abandon(&mut self, _: AttemptSpec<'_>) {}
 
     async fn next(&mut self) -> Option<ExecEvent> {
         match self.ended.pop_front() {
-            Some((job, attempt)) => Some(ExecEvent::Ended {
+            Some((job, attempt, result)) => Some(ExecEvent::Ended {
                 job,
                 attempt,
-                result: crate::event::AttemptResult::succeeded(),
+                result,
             }),
             None => std::future::pending().await,
         }

@@ -115,6 +115,8 @@ pub struct Scheduler {
     cancelled: bool,
     /// Cancelled a second time: finally jobs do not run either.
     terminated: bool,
+    /// Nothing is launched before [`Scheduler::start`].
+    started: bool,
     finished: bool,
 }
 
@@ -210,12 +212,14 @@ impl Scheduler {
             stopping: false,
             cancelled: false,
             terminated: false,
+            started: false,
             finished: false,
         })
     }
 
     /// The first actions: launch what can start.
     pub fn start(&mut self, out: &mut Vec<Action>) {
+        self.started = true;
         let mut decided = Vec::new();
         let mut work = Vec::new();
         for i in 0..self.jobs.len() {
@@ -276,7 +280,8 @@ impl Scheduler {
     }
 
     /// Cancels the run: jobs not started end cancelled, running ones are killed. `finally` jobs
-    /// still run, unless the run is cancelled a second time.
+    /// still run, unless the run is cancelled a second time. May come before [`Scheduler::start`],
+    /// which then launches only what the cancels left (`finally` jobs, after a single cancel).
     pub fn cancel(&mut self, out: &mut Vec<Action>) {
         if self.finished {
             return;
@@ -300,6 +305,12 @@ impl Scheduler {
             }
         }
         self.settle(decided, out);
+    }
+
+    /// Whether the run's cancels stop `job`: every job after a second cancel, all but `finally`
+    /// jobs after the first.
+    pub fn is_cancelled(&self, job: JobId) -> bool {
+        self.terminated || (self.cancelled && !self.jobs[job].finally)
     }
 
     pub fn state(&self, job: JobId) -> JobState {
@@ -437,7 +448,7 @@ impl Scheduler {
         for (job, outcome) in decided {
             out.push(Action::Decided { job, outcome });
         }
-        while self.running < self.concurrency {
+        while self.started && self.running < self.concurrency {
             let Some(job) = self.ready.pop_front() else {
                 break;
             };

@@ -4,8 +4,9 @@
 //! driving that run: another worker has it now, and its writes would be refused anyway.
 
 use crate::driver::{drive, Command, DriveError, Driver, DriverOptions, Now, PublishError};
-use crate::executor::Executor;
+use crate::executor::{Executor, InstantExecutor, Script, Starts};
 use crate::log::LogSink;
+use crate::scheduler::AttemptEnd;
 use crate::store::{Journal, Lease, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct WorkerOptions {
     pub concurrency: Option<usize>,
     /// At most this many bytes of one attempt's output are kept.
     pub log_cap: Option<u64>,
+    /// How often the store is asked whether a run being driven was cancelled.
+    pub poll: Duration,
 }
 
 impl WorkerOptions {
@@ -40,6 +43,7 @@ impl WorkerOptions {
             runs_at_once: 16,
             concurrency: None,
             log_cap: Some(crate::log::DEFAULT_LOG_CAP),
+            poll: Duration::from_millis(250),
         }
     }
 }
@@ -50,15 +54,35 @@ pub trait Executors: Send + Sync + 'static {
     fn for_run(&self, run_id: &str) -> Result<Self::Executor, String>;
 }
 
-/// Instant executors (every attempt succeeds at once) that record every start in one shared
-/// list: run, job, attempt. For tests and benchmarks of workers and stores.
+/// Instant executors (every attempt succeeds at once, or does what a script says) that record
+/// every start in one shared list: run, job, attempt. For tests and benchmarks of workers and
+/// stores.
 #[derive(Clone, Default)]
-pub struct InstantExecutors(pub Arc<std::sync::Mutex<Vec<(String, String, u32)>>>);
+pub struct InstantExecutors {
+    pub started: Starts,
+    pub script: Option<Script>,
+}
+
+impl InstantExecutors {
+    /// Executors whose attempts do what `script` says (see [`Script`]).
+    pub fn scripted(
+        script: impl Fn(&str, u32) -> Option<AttemptEnd> + Send + Sync + 'static,
+    ) -> Self {
+        InstantExecutors {
+            started: Starts::default(),
+            script: Some(Arc::new(script)),
+        }
+    }
+}
 
 impl Executors for InstantExecutors {
-    type Executor = crate::executor::InstantExecutor;
-    fn for_run(&self, _run: &str) -> Result<Self::Executor, String> {
-        Ok(crate::executor::InstantExecutor::recording(self.0.clone()))
+    type Executor = InstantExecutor;
+    fn for_run(&self, _run: &str) -> Result<InstantExecutor, String> {
+        let started = self.started.clone();
+        Ok(match &self.script {
+            Some(script) => InstantExecutor::scripted(started, script.clone()),
+            None => InstantExecutor::recording(started),
+        })
     }
 }
 
@@ -120,8 +144,17 @@ pub async fn drive_claimed<X: Executors>(
         store: store.clone(),
         lease: lease.clone(),
     };
-    // Cancels come through the store with the server; none yet here.
-    let (_commands_tx, mut commands) = mpsc::unbounded_channel::<Command>();
+    // Cancels come through the store: those asked for before the claim are taken before
+    // anything starts, later ones as the store is polled.
+    let (commands_tx, mut commands) = mpsc::unbounded_channel::<Command>();
+    let mut cancels = driver.cancels();
+    forward_cancels(&*store, &lease.run, &mut cancels, &commands_tx).await;
+    let poll = async {
+        loop {
+            tokio::time::sleep(options.poll).await;
+            forward_cancels(&*store, &lease.run, &mut cancels, &commands_tx).await;
+        }
+    };
     let renew = async {
         loop {
             tokio::time::sleep(options.renew_every).await;
@@ -150,10 +183,29 @@ pub async fn drive_claimed<X: Executors>(
             }
         }
         _ = renew => Held::LeaseLost,
+        () = poll => unreachable!("polling for cancels goes on while the run is driven"),
         _ = stopped => {
             let _ = store.release(&lease).await;
             Held::HandedBack
         }
+    }
+}
+
+/// Sends the driver a cancel for each request the store has that it has not taken (`taken`):
+/// the first cancels the run, the second stops `finally` jobs too, more change nothing. A store
+/// that does not answer is asked again at the next poll.
+async fn forward_cancels(
+    store: &dyn Store,
+    run: &str,
+    taken: &mut u32,
+    commands: &mpsc::UnboundedSender<Command>,
+) {
+    let Ok(requests) = store.cancel_requests(run).await else {
+        return;
+    };
+    while *taken < requests.min(2) {
+        *taken += 1;
+        let _ = commands.send(Command::Cancel);
     }
 }
 

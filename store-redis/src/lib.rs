@@ -12,6 +12,8 @@
 //!   creation order, for lists and their filters;
 //! - `PREFIX:queue`: sorted set of the runs not finished, oldest first (claimed when unleased or
 //!   their lease expired);
+//! - `PREFIX:change`: counter, the last change id; `PREFIX:changes`: sorted set, the feed of every
+//!   run's changes, `SEQ:ID` by change id;
 //! - `PREFIX:run:{ID}`: hash, the run (pipeline, document snapshot, status, last event number,
 //!   lease token, holder and expiry, take-overs);
 //! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`);
@@ -27,7 +29,7 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -37,9 +39,19 @@ use std::time::Duration;
 /// The Run document snapshot is rewritten after this many events (a read folds the rest).
 pub const SNAPSHOT_EVERY: u64 = 200;
 
+/// Adds a change to the feed: the next id from the counter, the member `SEQ:RUN` (0: the run
+/// was created). Every script that creates a run or appends events writes its changes so.
+const CHANGE: &str = r#"
+local function change(counter, feed, seq, run)
+  redis.call('ZADD', feed, redis.call('INCR', counter), seq .. ':' .. run)
+end
+"#;
+
 const CREATE: &str = r#"
--- KEYS: run hash, order counter, runs, status set, queue, pipeline set (or "")
+-- KEYS: run hash, order counter, runs, status set, queue, pipeline set (or ""), change counter,
+--       changes
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+change(KEYS[7], KEYS[8], 0, ARGV[1])
 local order = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'pipeline', ARGV[2], 'pipeline_name', ARGV[3],
   'submitter', ARGV[4], 'created_at', ARGV[5], 'doc', ARGV[6], 'doc_seq', 0, 'status', ARGV[7],
@@ -98,14 +110,17 @@ return 1
 "#;
 
 const APPEND: &str = r#"
--- KEYS: run hash, events list, queue, status set prefix.
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes.
 -- ARGV: token, first seq, new status (or ""), finished (0/1), snapshot (or ""), snapshot seq,
 --       run id, event bodies...
 if not held then return {-1, 0} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
 if tonumber(ARGV[2]) ~= last + 1 then return {-2, last + 1} end
 local n = #ARGV - 7
-for i = 8, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 8, #ARGV do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  change(KEYS[5], KEYS[6], last + i - 7, ARGV[7])
+end
 redis.call('HSET', KEYS[1], 'last_seq', last + n)
 if ARGV[3] ~= '' then
   local old = redis.call('HGET', KEYS[1], 'status')
@@ -126,6 +141,13 @@ end
 return {0, last + n}
 "#;
 
+const CANCEL: &str = r#"
+-- KEYS: run hash. Not fenced: anyone may ask.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'finished') == '1' then return -2 end
+return redis.call('HINCRBY', KEYS[1], 'cancels', 1)
+"#;
+
 /// Runs in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -136,6 +158,7 @@ pub struct RedisStore {
     renew: Script,
     release: Script,
     append: Script,
+    cancel: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -172,11 +195,12 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
-            create: Script::new(CREATE),
+            create: Script::new(&format!("{CHANGE}\n{CREATE}")),
             claim: Script::new(CLAIM),
             renew: fenced(RENEW),
             release: fenced(RELEASE),
-            append: fenced(APPEND),
+            append: fenced(&format!("{CHANGE}\n{APPEND}")),
+            cancel: Script::new(CANCEL),
         })
     }
 
@@ -246,6 +270,8 @@ impl Store for RedisStore {
             .key(self.key(&format!("status:{status}")))
             .key(self.key("queue"))
             .key(pipeline_key)
+            .key(self.key("change"))
+            .key(self.key("changes"))
             .arg(&run.id)
             .arg(pipeline)
             .arg(run.pipeline.name.as_deref().unwrap_or(""))
@@ -449,6 +475,8 @@ impl Store for RedisStore {
             .key(self.events_key(&lease.run))
             .key(self.key("queue"))
             .key(self.key("status:"))
+            .key(self.key("change"))
+            .key(self.key("changes"))
             .arg(&lease.token)
             .arg(first.seq)
             .arg(status)
@@ -469,6 +497,91 @@ impl Store for RedisStore {
                 expected: value,
                 got: first.seq,
             }),
+        }
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let members: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key("changes"))
+            .arg(format!("({after}"))
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.min(i64::MAX as usize))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut changes = Vec::with_capacity(members.len());
+        let mut lookups = redis::pipe();
+        for (member, id) in members {
+            let (seq, run) = member
+                .split_once(':')
+                .and_then(|(seq, run)| Some((seq.parse::<u64>().ok()?, run)))
+                .ok_or_else(|| corrupt(format!("change {id} is {member:?}")))?;
+            if seq > 0 {
+                lookups.cmd("LINDEX").arg(self.events_key(run)).arg(seq - 1);
+            }
+            changes.push((id, run.to_string(), seq));
+        }
+        let mut bodies: Vec<Option<String>> = Vec::new();
+        if changes.iter().any(|(_, _, seq)| *seq > 0) {
+            bodies = lookups.query_async(&mut conn).await.map_err(unavailable)?;
+        }
+        let mut bodies = bodies.into_iter();
+        let mut out = Vec::with_capacity(changes.len());
+        for (id, run, seq) in changes {
+            let event = if seq == 0 {
+                None
+            } else {
+                match bodies.next().flatten() {
+                    Some(body) => Some(serde_json::from_str(&body).map_err(corrupt)?),
+                    // The run was deleted after its changes were read: so are they.
+                    None => continue,
+                }
+            };
+            out.push(Change { id, run, event });
+        }
+        Ok(out)
+    }
+
+    async fn last_change(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let last: Option<u64> = conn.get(self.key("change")).await.map_err(unavailable)?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .cancel
+            .key(self.run_key(id))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match n {
+            -1 => Err(StoreError::NotFound(id.to_string())),
+            -2 => Err(StoreError::finished(id)),
+            n => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let (exists, n): (Option<String>, Option<u32>) = redis::cmd("HMGET")
+            .arg(self.run_key(id))
+            .arg("id")
+            .arg("cancels")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match exists {
+            Some(_) => Ok(n.unwrap_or(0)),
+            None => Err(StoreError::NotFound(id.to_string())),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! together is one transaction, and a worker's writes are fenced by its lease token: a lease
 //! that expired or moved on is refused (see `chainr_runtime::store::Store`).
 //!
-//! The schema is in [`SCHEMA`]. Times are milliseconds since the Unix epoch, by the wall clock.
+//! The schema is in [`SCHEMA`], its version in `PRAGMA user_version` ([`SCHEMA_VERSION`]): a
+//! database made by another version is refused, not misread. Times are milliseconds since the
+//! Unix epoch, by the wall clock.
 //! The calls are blocking SQLite calls, run on tokio's blocking pool.
 //!
 //! The Run document is kept as a snapshot plus the events after it: an append writes its events
@@ -17,7 +19,7 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -25,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The tables. `runs.seq` orders runs by creation (the list cursor); the queue is the unfinished
-/// runs without a live lease, oldest first.
+/// runs without a live lease, oldest first. `changes` is the feed: each run created (`seq` 0)
+/// and each event appended, written in the same transaction; `AUTOINCREMENT` never reuses an
+/// id.
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,6 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     status        TEXT NOT NULL,
     last_seq      INTEGER NOT NULL DEFAULT 0,
     takeovers     INTEGER NOT NULL DEFAULT 0,
+    cancels       INTEGER NOT NULL DEFAULT 0,
     finished      INTEGER NOT NULL DEFAULT 0,
     lease_token   TEXT,
     lease_worker  TEXT,
@@ -69,7 +74,15 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     PRIMARY KEY (run, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
 ";
+
+/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The snapshot of a run's document is rewritten after this many events.
 pub const SNAPSHOT_EVERY: u64 = 200;
@@ -92,6 +105,11 @@ fn now_ms() -> i64 {
     millis::to_millis(SystemTime::now()) as i64
 }
 
+/// A stored count as a `u32`.
+fn count(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -108,7 +126,23 @@ impl SqliteStore {
             .map_err(unavailable)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(unavailable)?;
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if tables == 0 {
+            conn.execute_batch(SCHEMA).map_err(unavailable)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(unavailable)?;
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if version != SCHEMA_VERSION {
+            return Err(corrupt(format!(
+                "{} holds schema version {version} of the chainr store; this chainr reads version {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -147,6 +181,30 @@ fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<R
     Ok(run)
 }
 
+/// Adds the change of event `seq` of run `run` (0: its creation) to the feed.
+fn add_change(conn: &Connection, run: &str, seq: u64) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO changes (run, seq) VALUES (?1, ?2)")
+        .and_then(|mut insert| insert.execute(params![run, seq as i64]))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// A column of the run's row (or any expression over it); `NotFound` when there is no such run.
+fn run_field<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    id: &str,
+    column: &str,
+) -> Result<T, StoreError> {
+    conn.query_row(
+        &format!("SELECT {column} FROM runs WHERE id = ?1"),
+        params![id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::NotFound(id.to_string()))
+}
+
 /// Checks that `lease` is held now; the run's row is then locked by the transaction.
 fn check_lease(tx: &rusqlite::Transaction<'_>, lease: &Lease) -> Result<(), StoreError> {
     let held: Option<i64> = tx
@@ -172,7 +230,10 @@ impl Store for SqliteStore {
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let created = millis::to_millis(run.created_at) as i64;
         self.with(move |conn| {
-            let inserted = conn.execute(
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let inserted = tx.execute(
                 "INSERT INTO runs (id, pipeline, pipeline_name, submitter, created_at, doc, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
                 params![
@@ -185,10 +246,11 @@ impl Store for SqliteStore {
                     status
                 ],
             );
-            match inserted.map_err(unavailable)? {
-                0 => Err(StoreError::Exists(run.id)),
-                _ => Ok(()),
+            if inserted.map_err(unavailable)? == 0 {
+                return Err(StoreError::Exists(run.id));
             }
+            add_change(&tx, &run.id, 0)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -225,7 +287,7 @@ impl Store for SqliteStore {
                 submitter,
                 created_at: millis::from_millis(created.max(0) as u64),
                 last_seq: last_seq.max(0) as u64,
-                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+                takeovers: count(takeovers),
             }))
         })
         .await
@@ -239,15 +301,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RunEvent>, StoreError> {
         let id = id.to_string();
         self.with(move |conn| {
-            let exists: Option<i64> = conn
-                .query_row("SELECT 1 FROM runs WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(unavailable)?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(id));
-            }
+            run_field::<i64>(conn, &id, "1")?;
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT body FROM events WHERE run = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -350,7 +404,7 @@ impl Store for SqliteStore {
                 run: id,
                 worker,
                 token,
-                takeovers: takeovers.clamp(0, i64::from(u32::MAX)) as u32,
+                takeovers: count(takeovers),
             }))
         })
         .await
@@ -432,6 +486,7 @@ impl Store for SqliteStore {
                     insert
                         .execute(params![lease.run, e.seq as i64, body])
                         .map_err(unavailable)?;
+                    add_change(&tx, &lease.run, e.seq)?;
                 }
             }
             let new_last = last_seq + events.len() as u64;
@@ -456,6 +511,88 @@ impl Store for SqliteStore {
             tx.commit().map_err(unavailable)
         })
         .await
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT c.id, c.run, e.body FROM changes c
+                     LEFT JOIN events e ON e.run = c.run AND e.seq = c.seq AND c.seq > 0
+                     WHERE c.id > ?1 ORDER BY c.id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, run, body) = row.map_err(unavailable)?;
+                let event = match body {
+                    Some(b) => Some(serde_json::from_str(&b).map_err(corrupt)?),
+                    None => None,
+                };
+                out.push(Change {
+                    id: id as u64,
+                    run,
+                    event,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn last_change(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            // AUTOINCREMENT's own record of the largest id given, even if it was deleted since.
+            let last: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            Ok(last.unwrap_or(0).max(0) as u64)
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            if run_field::<i64>(&tx, &id, "finished")? == 1 {
+                return Err(StoreError::finished(&id));
+            }
+            let n: i64 = tx
+                .query_row(
+                    "UPDATE runs SET cancels = cancels + 1 WHERE id = ?1 RETURNING cancels",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(count(n))
+        })
+        .await
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| run_field(conn, &id, "cancels").map(count))
+            .await
     }
 }
 

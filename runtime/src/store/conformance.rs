@@ -8,11 +8,14 @@
 //!
 //! Lease expiry is tested with real time and short leases (a few hundred milliseconds).
 
-use super::{Cursor, ListQuery, NewRun, Store, StoreError};
+use super::{Cursor, ListQuery, NewRun, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
+use crate::log::MemoryLogs;
 use crate::record::Status;
-use crate::scheduler::{JobId, RunOutcome};
+use crate::scheduler::{AttemptEnd, JobId, RunOutcome};
+use crate::worker::{work, Held, InstantExecutors, WorkerOptions};
 use chainr_compiler::ir;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A pipeline of three jobs named `NAME`.
@@ -480,12 +483,257 @@ pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
     );
 }
 
+pub async fn cancel_requests_are_counted_until_the_run_finishes(store: &dyn Store) {
+    store.create(new_run("r1", "p")).await.unwrap();
+    assert_eq!(store.cancel_requests("r1").await.unwrap(), 0);
+    assert_eq!(store.cancel("r1").await.unwrap(), 1);
+    // Not fenced: a request counts while a worker holds the run.
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    assert_eq!(store.cancel("r1").await.unwrap(), 2);
+    assert_eq!(store.cancel_requests("r1").await.unwrap(), 2);
+    for unknown in [
+        store.cancel("nope").await,
+        store.cancel_requests("nope").await,
+    ] {
+        assert!(matches!(unknown, Err(StoreError::NotFound(id)) if id == "nope"));
+    }
+    let mut events = started(1, 0);
+    events.push(event(
+        3,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Cancelled,
+        },
+    ));
+    store.append(&lease, &events).await.unwrap();
+    match store.cancel("r1").await {
+        Err(StoreError::Conflict(why)) => assert_eq!(why, "run r1 has finished"),
+        other => panic!("a finished run was cancelled: {other:?}"),
+    }
+    assert_eq!(store.cancel_requests("r1").await.unwrap(), 2);
+}
+
+pub async fn the_feed_has_every_creation_and_event_in_order(store: &dyn Store) {
+    assert_eq!(store.last_change().await.unwrap(), 0);
+    assert!(store.feed(0, 10).await.unwrap().is_empty());
+    store.create(new_run("r1", "p")).await.unwrap();
+    store.create(new_run("r2", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    // Nothing for what was refused.
+    let mut forged = lease.clone();
+    forged.token.push('x');
+    assert!(store.append(&forged, &started(3, 1)).await.is_err());
+    assert!(store.create(new_run("r1", "again")).await.is_err());
+    let feed = store.feed(0, 100).await.unwrap();
+    let what: Vec<(&str, Option<&RunEvent>)> = feed
+        .iter()
+        .map(|c| (c.run.as_str(), c.event.as_ref()))
+        .collect();
+    let events = started(1, 0);
+    assert_eq!(
+        what,
+        [
+            ("r1", None),
+            ("r2", None),
+            ("r1", Some(&events[0])),
+            ("r1", Some(&events[1]))
+        ]
+    );
+    let ids: Vec<u64> = feed.iter().map(|c| c.id).collect();
+    assert!(ids[0] > 0 && ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(store.last_change().await.unwrap(), ids[3]);
+    assert_eq!(store.feed(ids[1], 100).await.unwrap(), feed[2..].to_vec());
+    assert_eq!(store.feed(0, 2).await.unwrap(), feed[..2].to_vec());
+    assert!(store.feed(ids[3], 100).await.unwrap().is_empty());
+}
+
+pub async fn the_feed_misses_nothing_when_writers_interleave(store: &dyn Store) {
+    const RUNS: usize = 4;
+    const EVENTS: u64 = 30;
+    let mut leases = Vec::new();
+    for i in 0..RUNS {
+        store.create(new_run(&format!("r{i}"), "p")).await.unwrap();
+        leases.push(store.claim(&format!("w{i}"), TTL).await.unwrap().unwrap());
+    }
+    let from = store.last_change().await.unwrap();
+    // Each writer appends its run's events in batches of one to three, while a reader follows
+    // the feed from where it last read.
+    let writers = leases.iter().map(|lease| async move {
+        let mut seq = 1;
+        while seq <= EVENTS {
+            let n = (seq % 3 + 1).min(EVENTS - seq + 1);
+            let batch: Vec<RunEvent> = (seq..seq + n)
+                .map(|s| {
+                    event(
+                        s,
+                        EventKind::RetryDue {
+                            job: 0,
+                            attempt: s as u32,
+                        },
+                    )
+                })
+                .collect();
+            store.append(lease, &batch).await.unwrap();
+            seq += n;
+            tokio::task::yield_now().await;
+        }
+    });
+    let reader = async {
+        let mut seen = Vec::new();
+        let mut cursor = from;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while seen.len() < RUNS * EVENTS as usize {
+            for change in store.feed(cursor, 7).await.unwrap() {
+                assert!(change.id > cursor, "{} after {cursor}", change.id);
+                cursor = change.id;
+                seen.push(change);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} seen",
+                seen.len()
+            );
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(futures_join_all(writers), reader);
+    // What the reader saw as it went is the whole feed: nothing was written behind its cursor.
+    assert_eq!(seen, store.feed(from, usize::MAX).await.unwrap());
+    for i in 0..RUNS {
+        let run = format!("r{i}");
+        let seqs: Vec<u64> = seen
+            .iter()
+            .filter(|c| c.run == run)
+            .map(|c| c.event.as_ref().expect("an event").seq)
+            .collect();
+        assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>(), "{run}");
+    }
+}
+
+/// A worker on `store` that polls for cancels often; `stop` tells it to stop.
+fn worker(
+    store: &Arc<dyn Store>,
+    executors: InstantExecutors,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<(String, Held)>> {
+    let options = WorkerOptions {
+        lease: Duration::from_secs(10),
+        renew_every: Duration::from_secs(2),
+        idle: Duration::from_millis(20),
+        poll: Duration::from_millis(20),
+        ..WorkerOptions::new("w")
+    };
+    tokio::spawn(work(
+        store.clone(),
+        Arc::new(executors),
+        Arc::new(MemoryLogs::new()),
+        options,
+        stop.clone(),
+    ))
+}
+
+/// Waits (at most 20 s) until the stored run `id` is as `what` says.
+async fn wait_until(store: &dyn Store, id: &str, what: &str, test: impl Fn(&StoredRun) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = store.get(id).await.unwrap().expect("the run is stored");
+        if test(&run) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {id} is not {what}: {:#?}",
+            run.run
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn is_finished(run: &StoredRun) -> bool {
+    run.run.status.is_terminal()
+}
+
+/// `long` (which runs until it is stopped, in [`long_runs_until_stopped`]), `next` after it, and
+/// a `finally` job `cleanup`.
+pub fn long_then_cleanup() -> ir::Pipeline {
+    let src = "pipeline long {\n defaults { image = \"busybox\" run = \"true\" }\n job long {}\n job next after long {}\n finally { job cleanup {} }\n}";
+    chainr_compiler::compile(src, &Default::default())
+        .pipeline
+        .expect("the long pipeline compiles")
+}
+
+/// Executors whose job `long` runs until it is stopped; every other attempt succeeds at once.
+pub fn long_runs_until_stopped() -> InstantExecutors {
+    InstantExecutors::scripted(|job, _| (job != "long").then_some(AttemptEnd::Succeeded))
+}
+
+/// Job names started, in order.
+fn starts(executors: &InstantExecutors) -> Vec<String> {
+    let started = executors.started.lock().unwrap();
+    started.iter().map(|(_, job, _)| job.clone()).collect()
+}
+
+pub async fn a_run_cancelled_through_the_store_stops_and_runs_finally(store: Arc<dyn Store>) {
+    let mut run = new_run("r", "long");
+    run.pipeline = long_then_cleanup();
+    store.create(run).await.unwrap();
+    let executors = long_runs_until_stopped();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let w = worker(&store, executors.clone(), &stop);
+    wait_until(&*store, "r", "running job long", |r| {
+        r.run.jobs[0].status == Status::Running
+    })
+    .await;
+    assert_eq!(store.cancel("r").await.unwrap(), 1);
+    wait_until(&*store, "r", "finished", is_finished).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(w.await.unwrap(), [("r".to_string(), Held::Finished)]);
+    let got = store.get("r").await.unwrap().unwrap().run;
+    let statuses: Vec<Status> = got.jobs.iter().map(|j| j.status).collect();
+    assert_eq!(got.status, Status::Cancelled);
+    assert_eq!(
+        statuses,
+        [Status::Cancelled, Status::Cancelled, Status::Successful]
+    );
+    assert_eq!(starts(&executors), ["long", "cleanup"]);
+}
+
+pub async fn a_run_cancelled_before_it_is_claimed_launches_nothing(store: Arc<dyn Store>) {
+    let mut run = new_run("five", "five");
+    run.pipeline = five_jobs();
+    store.create(run).await.unwrap();
+    let mut run = new_run("twice", "long");
+    run.pipeline = long_then_cleanup();
+    store.create(run).await.unwrap();
+    store.cancel("five").await.unwrap();
+    store.cancel("twice").await.unwrap();
+    store.cancel("twice").await.unwrap();
+    let executors = long_runs_until_stopped();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let w = worker(&store, executors.clone(), &stop);
+    for id in ["five", "twice"] {
+        wait_until(&*store, id, "finished", is_finished).await;
+        let got = store.get(id).await.unwrap().unwrap().run;
+        assert_eq!(got.status, Status::Cancelled);
+        for j in &got.jobs {
+            assert_eq!(j.status, Status::Cancelled, "{id}: {j:?}");
+            assert!(j.attempts.is_empty(), "{id}: {j:?}");
+            assert_eq!(
+                j.reason.as_deref(),
+                Some("the run was cancelled before it started"),
+                "{id}: {j:?}"
+            );
+        }
+    }
+    stop_tx.send(true).unwrap();
+    assert_eq!(w.await.unwrap().len(), 2);
+    assert_eq!(starts(&executors), Vec::<String>::new());
+}
+
 /// Two workers on one store and 50 runs of 5 jobs: every job ran exactly once, and every run
 /// succeeded: claims, leases and fenced appends hold up under workers racing for runs.
-pub async fn two_workers_run_every_job_once(store: std::sync::Arc<dyn Store>) {
-    use crate::log::MemoryLogs;
-    use crate::worker::{work, Held, InstantExecutors, WorkerOptions};
-    use std::sync::Arc;
+pub async fn two_workers_run_every_job_once(store: Arc<dyn Store>) {
     // Leases long enough that none expires on a loaded machine: no take-over is expected here.
     let options = |id: &str| WorkerOptions {
         lease: Duration::from_secs(10),
@@ -500,7 +748,7 @@ pub async fn two_workers_run_every_job_once(store: std::sync::Arc<dyn Store>) {
         store.create(run).await.unwrap();
     }
     let executors = Arc::new(InstantExecutors::default());
-    let started = executors.0.clone();
+    let started = executors.started.clone();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = ["w1", "w2"]
         .into_iter()
@@ -560,7 +808,8 @@ pub fn five_jobs() -> ir::Pipeline {
 
 /// One `#[tokio::test]` per conformance case for the store that `$make` (an async expression)
 /// gives; each test gets a fresh store. `$make` gives anything that dereferences to the store
-/// (a `Box`, or a guard that also holds the store's files), dropped when the test ends.
+/// (a `Box`, or a guard that also holds the store's files), dropped when the test ends. The
+/// store must be `Clone`, its clones sharing its runs: cases with workers share it.
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {
@@ -582,6 +831,13 @@ macro_rules! store_conformance {
             every_takeover_counts_and_a_new_claim_has_a_new_token,
             a_finished_run_whose_lease_expires_is_not_claimed,
             a_refused_append_changes_nothing,
+            cancel_requests_are_counted_until_the_run_finishes,
+            the_feed_has_every_creation_and_event_in_order,
+            the_feed_misses_nothing_when_writers_interleave,
+        );
+        $crate::store_conformance!(@shared $make;
+            a_run_cancelled_through_the_store_stops_and_runs_finally,
+            a_run_cancelled_before_it_is_claimed_launches_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -590,6 +846,16 @@ macro_rules! store_conformance {
             async fn $case() {
                 let store = $make.await;
                 $crate::store::conformance::$case(&*store).await;
+            }
+        )*
+    };
+    // Cases with workers, which share the store (a clone of it: every store's clones share).
+    (@shared $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::store::conformance::$case(std::sync::Arc::new((*store).clone())).await;
             }
         )*
     };

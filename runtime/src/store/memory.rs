@@ -1,11 +1,12 @@
 //! The in-memory store: for tests and for `chainrc run`. Leases expire by the monotonic clock.
+//! A clone shares the runs of the store it was cloned from.
 
-use super::{Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
+use super::{Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
 use crate::record::Run;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Entry {
@@ -14,6 +15,7 @@ struct Entry {
     /// Token, holder and expiry of the current lease.
     lease: Option<(String, Instant)>,
     finished: bool,
+    cancels: u32,
 }
 
 #[derive(Default)]
@@ -23,11 +25,22 @@ struct Inner {
     order: BTreeMap<u64, String>,
     next_order: u64,
     next_token: u64,
+    /// The feed: change id → run and event number (0: the run was created).
+    changes: BTreeMap<u64, (String, u64)>,
+    last_change: u64,
 }
 
-#[derive(Default)]
+impl Inner {
+    fn change(&mut self, run: &str, seq: u64) {
+        self.last_change += 1;
+        self.changes
+            .insert(self.last_change, (run.to_string(), seq));
+    }
+}
+
+#[derive(Clone, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl MemoryStore {
@@ -39,6 +52,14 @@ impl MemoryStore {
         self.inner
             .lock()
             .map_err(|_| StoreError::Unavailable("the memory store is poisoned".into()))
+    }
+}
+
+impl Inner {
+    fn entry(&mut self, id: &str) -> Result<&mut Entry, StoreError> {
+        self.runs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 }
 
@@ -63,6 +84,7 @@ impl Store for MemoryStore {
         let order = inner.next_order;
         let doc = Run::planned(run.id.clone(), &run.pipeline);
         inner.order.insert(order, run.id.clone());
+        inner.change(&run.id, 0);
         inner.runs.insert(
             run.id,
             Entry {
@@ -77,6 +99,7 @@ impl Store for MemoryStore {
                 events: Vec::new(),
                 lease: None,
                 finished: false,
+                cancels: 0,
             },
         );
         Ok(())
@@ -194,6 +217,39 @@ impl Store for MemoryStore {
         }
         entry.stored.last_seq += events.len() as u64;
         entry.events.extend_from_slice(events);
+        for e in events {
+            inner.change(&lease.run, e.seq);
+        }
         Ok(())
+    }
+
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let inner = self.lock()?;
+        let changes = inner.changes.range(after.saturating_add(1)..).take(limit);
+        Ok(changes
+            .map(|(&id, (run, seq))| Change {
+                id,
+                run: run.clone(),
+                event: (*seq > 0).then(|| inner.runs[run].events[*seq as usize - 1].clone()),
+            })
+            .collect())
+    }
+
+    async fn last_change(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.last_change)
+    }
+
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError> {
+        let mut inner = self.lock()?;
+        let entry = inner.entry(id)?;
+        if entry.finished {
+            return Err(StoreError::finished(id));
+        }
+        entry.cancels += 1;
+        Ok(entry.cancels)
+    }
+
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
+        Ok(self.lock()?.entry(id)?.cancels)
     }
 }

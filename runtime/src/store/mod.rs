@@ -14,6 +14,7 @@ use crate::event::RunEvent;
 use crate::record::{Run, Status};
 use async_trait::async_trait;
 use chainr_compiler::ir;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -48,6 +49,18 @@ pub struct Lease {
     pub token: String,
     /// How many times the run was taken over before this claim (0: a first claim or a release).
     pub takeovers: u32,
+}
+
+/// One change in the store's feed of every run's changes: a run created, or an event appended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Global and strictly increasing (from 1), written with the change it stands for; an id
+    /// is never reused, though ids may leave gaps.
+    pub id: u64,
+    pub run: String,
+    /// The event appended; `None`: the run was created (submitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RunEvent>,
 }
 
 /// A position in the list of runs (newest first); opaque to clients.
@@ -110,6 +123,17 @@ pub enum StoreError {
     /// What the store holds cannot be read.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The run is not in a state that allows the operation (the message says why, in plain
+    /// words: "run X has finished").
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// The run has finished: what can only be done to an unfinished run is refused.
+    pub fn finished(id: &str) -> StoreError {
+        StoreError::Conflict(format!("run {id} has finished"))
+    }
 }
 
 #[async_trait]
@@ -139,6 +163,26 @@ pub trait Store: Send + Sync {
     /// Appends events under a held lease, atomically: all or none. They must continue the
     /// run's numbering. A `RunFinished` event takes the run out of the queue for good.
     async fn append(&self, lease: &Lease, events: &[RunEvent]) -> Result<(), StoreError>;
+
+    /// Records a request to cancel the run, whoever asks (not fenced: any API process may) and
+    /// answers how many there are now. The worker driving the run cancels it at the first
+    /// request and stops its `finally` jobs too at the second. `NotFound` for an unknown run,
+    /// `Conflict` for a finished one.
+    async fn cancel(&self, id: &str) -> Result<u32, StoreError>;
+
+    /// Every run's changes with an id above `after` (0: from the first), oldest first, at most
+    /// `limit`: each run created and each event appended (by a worker or by
+    /// [`Store::retry`]), in the order they were written. A change is written with what it
+    /// stands for, atomically, so a reader that goes on from the last id it read misses nothing.
+    async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// The id of the last change written (0: none yet): where a reader that wants only what
+    /// comes next starts.
+    async fn last_change(&self) -> Result<u64, StoreError>;
+
+    /// How many cancel requests the run has had (`NotFound` for an unknown run). Cheap: a
+    /// worker asks for it every [`WorkerOptions::poll`](crate::worker::WorkerOptions::poll).
+    async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError>;
 }
 
 /// What appending `events` does to the run's status, which stores index: the status moves only

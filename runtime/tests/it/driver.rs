@@ -197,11 +197,7 @@ async fn run_with(
     .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     for (after, c) in commands {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(c);
-        });
+        send_at(&tx, after, c);
     }
     drop(tx);
     let mut recorder = Recorder::default();
@@ -214,6 +210,19 @@ async fn run_with(
         fake,
         logs,
     }
+}
+
+/// Sends `command` after `after` of virtual time; at zero, at once: before the drive begins.
+fn send_at(tx: &mpsc::UnboundedSender<Command>, after: Duration, command: Command) {
+    if after.is_zero() {
+        let _ = tx.send(command);
+        return;
+    }
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = tx.send(command);
+    });
 }
 
 fn status(run: &Run, job: &str) -> Status {
@@ -430,11 +439,7 @@ async fn crash_and_resume(
     let mut driver = Driver::new("r", p, options).unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     if let Some(at) = cancel_at {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(at).await;
-            let _ = tx.send(Command::Cancel);
-        });
+        send_at(&tx, at, Command::Cancel);
     }
     let mut crash = Crash {
         journal: Journal {
@@ -550,6 +555,101 @@ fn a_run_cancelled_before_a_crash_abandons_what_was_running_and_still_runs_final
         ["j2"],
         "only the finally job runs after the take-over"
     );
+}
+
+/// Drives to the end with a cancel sent before the drive; answers the events.
+async fn drive_cancelled_first(driver: &mut Driver<'_>, fake: &mut Fake) -> Vec<RunEvent> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tx.send(Command::Cancel).unwrap();
+    drop(tx);
+    let mut recorder = Recorder::default();
+    drive(driver, fake, &MemoryLogs::new(), &mut rx, &mut recorder)
+        .await
+        .unwrap();
+    recorder.0
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_sent_before_the_drive_is_taken_before_anything_launches() {
+    let p = pipeline("job a {}\n job b after a {}\n finally { job cleanup {} }");
+    let mut fake = Fake::new(&p, |_, _| ok(100));
+    let mut driver = Driver::new("run-1", &p, DriverOptions::default()).unwrap();
+    let events = drive_cancelled_first(&mut driver, &mut fake).await;
+    let started: Vec<&str> = fake.starts.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(started, ["cleanup"]);
+    assert!(fake.stops.is_empty());
+    let kinds: Vec<&EventKind> = events.iter().map(|e| &e.kind).collect();
+    assert!(matches!(
+        kinds[..2],
+        [
+            EventKind::CancelRequested { again: false },
+            EventKind::RunStarted { resumed: false }
+        ]
+    ));
+    let run = driver.into_run();
+    assert_eq!(run.status, Status::Cancelled);
+    assert_eq!(
+        reason(&run, "a").as_deref(),
+        Some("the run was cancelled before it started")
+    );
+    assert_eq!(status(&run, "cleanup"), Status::Successful);
+    assert_eq!(run, Run::replay("run-1".into(), &p, &events));
+}
+
+#[test]
+fn a_run_cancelled_before_it_began_and_cut_anywhere_resumes_the_same() {
+    let p = pipeline("job j0 {}\n job j1 after j0 {}\n finally { job j2 {} job j3 after j2 {} }");
+    let whole = paused().block_on(async {
+        let fake = Fake::new(&p, |_, _| ok(10));
+        run_with(&p, fake, None, vec![(Duration::ZERO, Command::Cancel)]).await
+    });
+    assert_eq!(whole.run.status, Status::Cancelled);
+    for cut in 1..whole.events.len() {
+        let (run, second, _) = paused().block_on(crash_and_resume(
+            &p,
+            vec![vec![]; 4],
+            cut,
+            DriverOptions::default(),
+            Some(Duration::ZERO),
+        ));
+        let outcomes = |r: &Run| r.jobs.iter().map(|j| j.status).collect::<Vec<_>>();
+        assert_eq!(outcomes(&run), outcomes(&whole.run), "cut after {cut}");
+        assert!(
+            second.starts.iter().all(|(n, ..)| n == "j2" || n == "j3"),
+            "cut after {cut}: {:?}",
+            second.starts
+        );
+    }
+}
+
+#[test]
+fn an_attempt_abandoned_before_its_start_was_recorded_is_over_for_the_next_driver() {
+    let p = pipeline("job j0 {}\n finally { job j1 {} }");
+    // The first driver launched j0 and died before recording its start.
+    let first = vec![RunEvent {
+        seq: 1,
+        at: std::time::SystemTime::UNIX_EPOCH,
+        kind: EventKind::RunStarted { resumed: false },
+    }];
+    // The second is cancelled as it takes over: j0 is abandoned, not started.
+    let (second, fake) = paused().block_on(async {
+        let mut fake = Fake::new(&p, |_, _| ok(10));
+        let mut d =
+            Driver::resume("r", &p, DriverOptions::default(), &first, Now::current()).unwrap();
+        (drive_cancelled_first(&mut d, &mut fake).await, fake)
+    });
+    assert_eq!(fake.abandoned, [("j0".to_string(), 1, None)]);
+    let started: Vec<&str> = fake.starts.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(started, ["j1"]);
+    // A third driver over every event finds nothing in flight and nothing to decide.
+    let all: Vec<RunEvent> = first.into_iter().chain(second).collect();
+    let mut third =
+        Driver::resume("r", &p, DriverOptions::default(), &all, Now::current()).unwrap();
+    assert_eq!(third.run().status, Status::Cancelled);
+    third.begin(Now::current());
+    assert_eq!(third.take_effects(), []);
+    let kinds: Vec<EventKind> = third.take_events().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::RunStarted { resumed: true }]);
 }
 
 fn paused() -> tokio::runtime::Runtime {

@@ -21,17 +21,25 @@ struct Harness {
 
 impl Harness {
     fn new(src: &str, concurrency: Option<usize>) -> Harness {
+        let mut h = Harness::unstarted(src, concurrency);
+        h.start();
+        h
+    }
+
+    fn unstarted(src: &str, concurrency: Option<usize>) -> Harness {
         let p = pipeline(src);
         let names = p.jobs.keys().cloned().collect();
-        let mut h = Harness {
+        Harness {
             s: Scheduler::new(&p, Options { concurrency }).unwrap(),
             names,
             log: Vec::new(),
-        };
+        }
+    }
+
+    fn start(&mut self) {
         let mut out = Vec::new();
-        h.s.start(&mut out);
-        h.record(out);
-        h
+        self.s.start(&mut out);
+        self.record(out);
     }
 
     fn id(&self, name: &str) -> usize {
@@ -118,6 +126,33 @@ fn a_second_cancel_stops_finally_jobs_too() {
     assert_eq!(h.take(), ["kill report", "Cancelled after-report"]);
     h.end("report", AttemptEnd::Cancelled);
     assert_eq!(h.take(), ["finished Cancelled"]);
+}
+
+#[test]
+fn cancels_before_the_start_launch_nothing_but_what_they_leave() {
+    let src = "job a { }\njob b after a { }\nfinally { job report { } }";
+    let mut h = Harness::unstarted(src, None);
+    h.cancel();
+    assert_eq!(h.take(), ["Cancelled a", "Cancelled b"]);
+    h.start();
+    assert_eq!(h.take(), ["launch report #1"]);
+    h.end("report", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["finished Cancelled"]);
+    // Twice: not even the finally job, though the first cancel made it ready.
+    let mut h = Harness::unstarted(src, None);
+    h.cancel();
+    h.cancel();
+    assert_eq!(
+        h.take(),
+        [
+            "Cancelled a",
+            "Cancelled b",
+            "Cancelled report",
+            "finished Cancelled"
+        ]
+    );
+    h.start();
+    assert_eq!(h.take(), Vec::<String>::new());
 }
 
 #[test]

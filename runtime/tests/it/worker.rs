@@ -99,7 +99,7 @@ async fn a_run_whose_worker_died_is_taken_over_and_finished() {
     assert_eq!(before.run.jobs[0].status, Status::Running);
     // A second worker finds it once the lease expired, and finishes it.
     let executors = InstantExecutors::default();
-    let started = executors.0.clone();
+    let started = executors.started.clone();
     let (stop_tx, stop) = watch::channel(false);
     let second = tokio::spawn(work(
         store.clone(),

@@ -1,8 +1,8 @@
-//! The SQLite store on real files: the store conformance suite, and what is written survives
-//! closing and reopening the database.
+//! The SQLite store on real files: the store conformance suite, what is written survives
+//! closing and reopening the database, and a database of another schema version is refused.
 
 use chainr_runtime::store::conformance::{new_run, started};
-use chainr_runtime::store::Store;
+use chainr_runtime::store::{Store, StoreError};
 use chainr_store_sqlite::SqliteStore;
 use std::time::Duration;
 
@@ -68,3 +68,18 @@ async fn two_workers_on_one_database_run_every_job_once() {
 }
 
 chainr_runtime::log_sink_conformance!(fresh());
+
+#[tokio::test]
+async fn a_database_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE runs (id TEXT)").unwrap();
+    }
+    match SqliteStore::open(&path) {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("schema version 0"), "{why}"),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("an old database was opened"),
+    }
+}

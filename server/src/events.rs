@@ -1,6 +1,8 @@
 //! Live changes as server-sent events. `GET /api/runs/{uid}/events` streams one run's events
-//! from the start (or after `Last-Event-ID` / `?after=N`), each with `id:` its number in the run,
-//! so that a client that reconnects misses nothing and sees nothing twice.
+//! from the start (or after `Last-Event-ID` / `?after=N`), each with `id:` its number in the run;
+//! `GET /api/events` streams every run's changes from now (or after `Last-Event-ID`), each with
+//! `id:` its place in the store's feed. Either way a client that reconnects with the last id it
+//! saw misses nothing and sees nothing twice.
 
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorBody};
@@ -10,7 +12,9 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chainr_compiler::ir;
 use chainr_runtime::event::RunEvent;
+use chainr_runtime::store::Change;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 use utoipa::IntoParams;
@@ -125,4 +129,103 @@ fn event_type(e: &RunEvent) -> String {
         .ok()
         .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
         .unwrap_or_else(|| "event".to_string())
+}
+
+/// How many runs' pipelines the feed stream keeps at hand (to name jobs).
+const PIPELINES_KEPT: usize = 256;
+
+/// Every run's changes as they happen: `runCreated` when a run is submitted, then each event of
+/// each run (as on a run's stream, with `run` and `jobName`). Starts from now unless
+/// `Last-Event-ID` (or `?after=`) says where the client left off.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(StreamParams,
+           ("Last-Event-ID" = Option<u64>, Header, description = "The last event seen")),
+    responses(
+        (status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String),
+    ))]
+pub async fn all_events(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    params: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require(Scope::Read, "reading events")?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let after = if headers.contains_key("last-event-id") || params.after.is_some() {
+        start(&headers, params.after)?
+    } else {
+        app.store.last_change().await?
+    };
+    let state = (
+        app,
+        after,
+        Vec::<Change>::new().into_iter(),
+        HashMap::<String, Option<ir::Pipeline>>::new(),
+    );
+    let stream = futures_util::stream::unfold(
+        state,
+        |(app, after, mut queued, mut pipelines)| async move {
+            let mut draining = app.draining.clone();
+            loop {
+                if let Some(c) = queued.next() {
+                    let id = c.id;
+                    let event = change_event(&app, &c, &mut pipelines).await;
+                    return Some((Ok(event), (app, id, queued, pipelines)));
+                }
+                if *draining.borrow() {
+                    return None;
+                }
+                if let Ok(batch) = app.store.feed(after, BATCH).await {
+                    if !batch.is_empty() {
+                        queued = batch.into_iter();
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(app.poll) => {}
+                    _ = draining.changed() => {}
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+async fn change_event(
+    app: &App,
+    change: &Change,
+    pipelines: &mut HashMap<String, Option<ir::Pipeline>>,
+) -> Event {
+    let base = Event::default().id(change.id.to_string());
+    let Some(e) = &change.event else {
+        let data = serde_json::json!({"type": "runCreated", "run": change.run});
+        return base.event("runCreated").json_data(data).unwrap_or_default();
+    };
+    if !pipelines.contains_key(&change.run) {
+        if pipelines.len() >= PIPELINES_KEPT {
+            pipelines.clear();
+        }
+        let pipeline = app
+            .store
+            .get(&change.run)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.pipeline);
+        pipelines.insert(change.run.clone(), pipeline);
+    }
+    let data = match pipelines.get(&change.run) {
+        Some(Some(p)) => event_json(&change.run, p, e),
+        // A run deleted since: its events still name their run.
+        _ => {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("run".into(), change.run.clone().into());
+            }
+            v
+        }
+    };
+    base.event(event_type(e))
+        .json_data(data)
+        .unwrap_or_default()
 }

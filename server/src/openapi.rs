@@ -54,6 +54,8 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::runs::resources))
         .routes(routes!(crate::runs::list, crate::runs::submit))
         .routes(routes!(crate::runs::get))
+        .routes(routes!(crate::runs::cancel))
+        .routes(routes!(crate::events::all_events))
         .routes(routes!(crate::runs::check))
         .routes(routes!(crate::logs::logs))
         .routes(routes!(crate::events::run_events))

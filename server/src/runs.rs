@@ -187,6 +187,33 @@ pub async fn get(
     Ok(Json(RunView::of(stored)))
 }
 
+/// Cancels a run: its running jobs are stopped (whole process groups, or their Kubernetes Jobs),
+/// `finally` jobs still run, and the run ends `CANCELLED`. Asking again stops `finally` jobs
+/// too. Answers the Run document as it is when the request is recorded.
+#[utoipa::path(post, path = "/api/runs/{uid}/cancel", tag = "runs",
+    params(("uid" = String, Path, description = "The run's uid")),
+    responses(
+        (status = 202, description = "The cancel is recorded; the run's worker acts on it", body = crate::openapi::RunSchema),
+        (status = 403, description = "The token may only read", body = ErrorBody),
+        (status = 404, description = "No run has this uid", body = ErrorBody),
+        (status = 409, description = "The run has finished", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    State(app): State<App>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write, "cancelling a run")?;
+    let requests = app.store.cancel(&uid).await?;
+    tracing::info!(run = %uid, by = ?caller.name, requests, "cancel requested");
+    let stored = app
+        .store
+        .get(&uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    Ok((StatusCode::ACCEPTED, Json(RunView::of(stored))).into_response())
+}
+
 /// `?param=NAME=VALUE`, repeatable: values of a `.chainr` pipeline's params. (It documents
 /// the query; `params_of` reads it, as repeated keys need.)
 #[allow(dead_code)]

@@ -537,6 +537,8 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         ("post", "/api/check"),
         ("get", "/api/runs/{uid}/jobs/{job}/logs"),
         ("get", "/api/runs/{uid}/events"),
+        ("post", "/api/runs/{uid}/cancel"),
+        ("get", "/api/events"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -547,20 +549,21 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let uri = path.replace("{uid}", "x").replace("{job}", "y");
-            let a = app
-                .send(
-                    Request::builder()
-                        .method(method.to_ascii_uppercase().as_str())
-                        .uri(&uri)
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await;
-            let fallback = a.status == StatusCode::NOT_FOUND && a.text().contains("no resource at");
+            let request = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(&uri)
+                .body(Body::empty())
+                .unwrap();
+            // Only the head: an event stream never ends.
+            let response = app.router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let fallback = status == StatusCode::NOT_FOUND && {
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                String::from_utf8_lossy(&body).contains("no resource at")
+            };
             assert!(
-                !fallback && a.status != StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}: {}",
-                a.status
+                !fallback && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
             );
         }
     }
@@ -596,4 +599,100 @@ async fn metrics_count_requests_by_route() {
     );
     assert!(text.contains("route=\"/api/runs\""), "{text}");
     assert!(text.contains("chainr_runs_submitted_total"), "{text}");
+}
+
+#[tokio::test]
+async fn cancel_is_recorded_for_the_worker_and_refused_once_the_run_finished() {
+    let app = open();
+    let (uid, lease) = started(&app).await;
+    let a = app
+        .post(&format!("/api/runs/{uid}/cancel"), "application/json", "")
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    assert_eq!(a.json()["metadata"]["uid"], uid.as_str());
+    assert_eq!(app.store.cancel_requests(&uid).await.unwrap(), 1);
+    assert_eq!(
+        app.post("/api/runs/nope/cancel", "application/json", "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let finished = RunEvent {
+        seq: 3,
+        at: SystemTime::now(),
+        kind: EventKind::RunFinished {
+            outcome: chainr_runtime::scheduler::RunOutcome::Cancelled,
+        },
+    };
+    app.store.append(&lease, &[finished]).await.unwrap();
+    let a = app
+        .post(&format!("/api/runs/{uid}/cancel"), "application/json", "")
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    assert_eq!(a.json()["kind"], "Error");
+
+    let app = with_tokens();
+    let a = app
+        .send(
+            Request::post("/api/runs/any/cancel")
+                .header(header::AUTHORIZATION, format!("Bearer {READER}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+}
+
+/// The next SSE frame's text.
+async fn next_frame(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn the_feed_of_every_run_starts_now_or_after_the_last_event_seen() {
+    let app = open();
+    let first = app.post("/api/runs", "application/json", SEED).await.json();
+    let first = first["metadata"]["uid"].as_str().unwrap().to_string();
+    // From now: the run submitted before is not replayed; the next one is.
+    let response = app
+        .router
+        .clone()
+        .oneshot(Request::get("/api/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let second = app.post("/api/runs", "application/json", SEED).await.json();
+    let second = second["metadata"]["uid"].as_str().unwrap().to_string();
+    let text = next_frame(&mut body).await;
+    assert!(text.contains("event: runCreated\n"), "{text}");
+    assert!(text.contains(&second), "{text}");
+    assert!(!text.contains(&first), "{text}");
+    let id: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A client that reconnects after the first run's creation gets the second's again.
+    let response = app
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/events")
+                .header("last-event-id", (id - 1).to_string())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let again = next_frame(&mut body).await;
+    assert!(again.contains(&format!("id: {id}\n")), "{again}");
+    assert!(again.contains(&second), "{again}");
 }

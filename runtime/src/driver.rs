@@ -273,6 +273,18 @@ impl<'p> Driver<'p> {
                     decided.insert(*job);
                 }
                 EventKind::RunFinished { .. } => finished = true,
+                EventKind::RunRetried { jobs } => {
+                    // A new round: nothing is in flight, the retried jobs are undecided, and
+                    // the next `RunStarted` starts the scheduler again.
+                    d.scheduler.reopen(jobs);
+                    d.started = false;
+                    d.cancels = 0;
+                    launched.clear();
+                    in_flight.clear();
+                    retry_at.clear();
+                    decided.retain(|&j| matches!(d.scheduler.state(j), JobState::Done(_)));
+                    finished = false;
+                }
                 EventKind::RunStarted { .. } => {
                     if !d.started {
                         d.started = true;
@@ -641,7 +653,7 @@ impl<'p> Driver<'p> {
     fn emit(&mut self, kind: EventKind, now: Now) {
         self.seq += 1;
         // Milliseconds, as events are stored: a replayed document equals the live one.
-        let at = millis::from_millis(millis::to_millis(now.wall));
+        let at = millis::whole(now.wall);
         let event = RunEvent {
             seq: self.seq,
             at,

@@ -70,6 +70,10 @@ pub enum EventKind {
     },
     /// Every job is decided.
     RunFinished { outcome: RunOutcome },
+    /// The finished run was retried (written by the store, not a driver): `jobs` are undecided
+    /// again and run anew, continuing their attempts' numbering; the others keep their outcome
+    /// (see [`crate::scheduler::jobs_to_retry`]). The run waits for a worker again.
+    RunRetried { jobs: Vec<JobId> },
 }
 
 /// Why a job was decided without (another) attempt.
@@ -263,6 +267,11 @@ pub mod millis {
 
     pub fn from_millis(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// The time as events keep it: in whole milliseconds.
+    pub fn whole(t: SystemTime) -> SystemTime {
+        from_millis(to_millis(t))
     }
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -4,7 +4,7 @@
 //! with attempts, exit codes and times added).
 
 use crate::event::{EventKind, RunEvent};
-use crate::scheduler::{AttemptEnd, Outcome, RunOutcome};
+use crate::scheduler::{AttemptEnd, JobId, Outcome, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -249,7 +249,26 @@ impl Run {
                 self.status = (*outcome).into();
                 self.finished_at = Some(at);
             }
+            EventKind::RunRetried { jobs } => {
+                for &job in jobs {
+                    if let Some(rec) = self.jobs.get_mut(job) {
+                        rec.status = Status::Pending;
+                        rec.exit_code = None;
+                        rec.reason = None;
+                        rec.finished_at = None;
+                    }
+                }
+                self.status = Status::Pending;
+                self.finished_at = None;
+            }
         }
+    }
+
+    /// The jobs a retry of this run runs again (see [`crate::scheduler::jobs_to_retry`]).
+    pub fn jobs_to_retry(&self, pipeline: &chainr_compiler::ir::Pipeline) -> Vec<JobId> {
+        crate::scheduler::jobs_to_retry(pipeline, |j| {
+            self.jobs.get(j).map(|r| r.status) == Some(Status::Successful)
+        })
     }
 }
 

@@ -100,6 +100,9 @@ pub struct Scheduler {
     remaining: Vec<u32>,
     state: Vec<JobState>,
     attempts: Vec<u32>,
+    /// Attempts made before the run was last reopened ([`Scheduler::reopen`]): retries are
+    /// counted from there.
+    attempts_before: Vec<u32>,
     ready: VecDeque<JobId>,
     running: usize,
     concurrency: usize,
@@ -201,6 +204,7 @@ impl Scheduler {
             remaining,
             state: vec![JobState::Pending; n],
             attempts: vec![0; n],
+            attempts_before: vec![0; n],
             ready: VecDeque::new(),
             running: 0,
             concurrency: limit,
@@ -247,16 +251,18 @@ impl Scheduler {
             AttemptEnd::Cancelled => Outcome::Cancelled,
         };
         let attempt = self.attempts[job];
+        // This round's attempts: a retried run gives each job its retries again.
+        let tries = attempt - self.attempts_before[job];
         let retryable = matches!(outcome, Outcome::Failed | Outcome::Errored);
         // Once the run is cancelled or fail_fast has tripped, a failed attempt is not retried.
         let stopped =
             self.terminated || ((self.cancelled || self.stopping) && !self.jobs[job].finally);
         let mut decided = Vec::new();
-        if retryable && attempt <= self.jobs[job].retries && !stopped {
+        if retryable && tries <= self.jobs[job].retries && !stopped {
             self.state[job] = JobState::Backoff;
             let delay = self.jobs[job]
                 .backoff
-                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .saturating_mul(1u32 << (tries - 1).min(16))
                 .min(MAX_BACKOFF);
             out.push(Action::Retry {
                 job,
@@ -305,6 +311,45 @@ impl Scheduler {
             }
         }
         self.settle(decided, out);
+    }
+
+    /// Reopens a finished run for a retry: `jobs` (see [`jobs_to_retry`]) are undecided again,
+    /// keeping their attempt counts (the next attempt continues the numbering) but with their
+    /// retries afresh; the other jobs keep their outcomes. Cancels and fail_fast are forgotten.
+    /// Then [`Scheduler::start`] launches what can run, as for a new run. A run that has not
+    /// finished is not reopened.
+    pub fn reopen(&mut self, jobs: &[JobId]) {
+        if !self.finished {
+            return;
+        }
+        for &j in jobs {
+            if j < self.jobs.len() {
+                self.state[j] = JobState::Pending;
+            }
+        }
+        self.attempts_before.clone_from(&self.attempts);
+        let done = |s: &JobState| matches!(s, JobState::Done(_));
+        self.remaining.iter_mut().for_each(|r| *r = 0);
+        for k in 0..self.jobs.len() {
+            if !done(&self.state[k]) {
+                for &j in &self.dependents[k] {
+                    self.remaining[j] += 1;
+                }
+            }
+        }
+        self.done = self.state.iter().filter(|s| done(s)).count();
+        self.others_left = (0..self.jobs.len())
+            .filter(|&j| !self.jobs[j].finally && !done(&self.state[j]))
+            .count();
+        let state = &self.state;
+        self.failed.retain(|&j| done(&state[j]));
+        self.run_failed = self.failed.iter().any(|&j| !self.jobs[j].allow_failure);
+        self.ready.clear();
+        self.stopping = false;
+        self.cancelled = false;
+        self.terminated = false;
+        self.started = false;
+        self.finished = false;
     }
 
     /// Whether the run's cancels stop `job`: every job after a second cancel, all but `finally`
@@ -483,6 +528,39 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The jobs a retry of a finished run runs again: every job that did not succeed, every job
+/// whose condition names one of those (its outcome was decided on one that may change), and
+/// so on, and, when any job runs again, the `finally` jobs (they wait for every other job). The
+/// others keep their outcome. `succeeded(job)` tells whether a job succeeded.
+pub fn jobs_to_retry(pipeline: &ir::Pipeline, succeeded: impl Fn(JobId) -> bool) -> Vec<JobId> {
+    let n = pipeline.jobs.len();
+    let mut dependents: Vec<Vec<JobId>> = vec![Vec::new(); n];
+    for (j, job) in pipeline.jobs.values().enumerate() {
+        for k in job
+            .needs()
+            .filter_map(|name| pipeline.jobs.get_index_of(name))
+        {
+            dependents[k].push(j);
+        }
+    }
+    let mut again: Vec<bool> = (0..n).map(|j| !succeeded(j)).collect();
+    if again.contains(&true) {
+        for (j, job) in pipeline.jobs.values().enumerate() {
+            again[j] |= job.finally;
+        }
+    }
+    let mut work: Vec<JobId> = (0..n).filter(|&j| again[j]).collect();
+    while let Some(k) = work.pop() {
+        for &j in &dependents[k] {
+            if !again[j] {
+                again[j] = true;
+                work.push(j);
+            }
+        }
+    }
+    (0..n).filter(|&j| again[j]).collect()
 }
 
 impl Cond {

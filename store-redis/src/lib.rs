@@ -29,21 +29,32 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    retry_events, status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError,
+    StoredRun,
 };
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The Run document snapshot is rewritten after this many events (a read folds the rest).
 pub const SNAPSHOT_EVERY: u64 = 200;
 
-/// Adds a change to the feed: the next id from the counter, the member `SEQ:RUN` (0: the run
-/// was created). Every script that creates a run or appends events writes its changes so.
-const CHANGE: &str = r#"
+/// What the scripts that write a run share. `change` adds a change to the feed: the next id
+/// from the counter, the member `SEQ:RUN` (0: the run was created); every script that creates a
+/// run or appends events writes its changes so. `set_status` moves the run between the status
+/// sets.
+const WRITES: &str = r#"
 local function change(counter, feed, seq, run)
   redis.call('ZADD', feed, redis.call('INCR', counter), seq .. ':' .. run)
+end
+local function set_status(run, prefix, id, status)
+  local old = redis.call('HGET', run, 'status')
+  if old ~= status then
+    redis.call('ZREM', prefix .. old, id)
+    redis.call('ZADD', prefix .. status, redis.call('HGET', run, 'order'), id)
+    redis.call('HSET', run, 'status', status)
+  end
 end
 "#;
 
@@ -122,15 +133,7 @@ for i = 8, #ARGV do
   change(KEYS[5], KEYS[6], last + i - 7, ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'last_seq', last + n)
-if ARGV[3] ~= '' then
-  local old = redis.call('HGET', KEYS[1], 'status')
-  if old ~= ARGV[3] then
-    local order = redis.call('HGET', KEYS[1], 'order')
-    redis.call('ZREM', KEYS[4] .. old, ARGV[7])
-    redis.call('ZADD', KEYS[4] .. ARGV[3], order, ARGV[7])
-    redis.call('HSET', KEYS[1], 'status', ARGV[3])
-  end
-end
+if ARGV[3] ~= '' then set_status(KEYS[1], KEYS[4], ARGV[7], ARGV[3]) end
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'finished', 1)
   redis.call('ZREM', KEYS[3], ARGV[7])
@@ -139,6 +142,23 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'doc', ARGV[5], 'doc_seq', ARGV[6])
 end
 return {0, last + n}
+"#;
+
+const RETRY: &str = r#"
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes.
+-- ARGV: the last seq read, run id, the event's body. Not fenced: anyone may ask; a run that
+-- changed since it was read (-2, -3) is read again.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'finished') ~= '1' then return -2 end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
+if last ~= tonumber(ARGV[1]) then return -3 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+change(KEYS[5], KEYS[6], last + 1, ARGV[2])
+set_status(KEYS[1], KEYS[4], ARGV[2], 'PENDING')
+redis.call('HSET', KEYS[1], 'last_seq', last + 1, 'finished', 0, 'takeovers', 0, 'cancels', 0)
+redis.call('HDEL', KEYS[1], 'lease_token', 'lease_worker', 'lease_expires')
+redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'order'), ARGV[2])
+return 0
 "#;
 
 const CANCEL: &str = r#"
@@ -158,6 +178,7 @@ pub struct RedisStore {
     renew: Script,
     release: Script,
     append: Script,
+    retry: Script,
     cancel: Script,
 }
 
@@ -195,11 +216,12 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
-            create: Script::new(&format!("{CHANGE}\n{CREATE}")),
+            create: Script::new(&format!("{WRITES}\n{CREATE}")),
             claim: Script::new(CLAIM),
             renew: fenced(RENEW),
             release: fenced(RELEASE),
-            append: fenced(&format!("{CHANGE}\n{APPEND}")),
+            append: fenced(&format!("{WRITES}\n{APPEND}")),
+            retry: Script::new(&format!("{WRITES}\n{RETRY}")),
             cancel: Script::new(CANCEL),
         })
     }
@@ -240,6 +262,21 @@ impl RedisStore {
             run.apply(&e);
         }
         Ok(run)
+    }
+
+    /// The keys of a script that writes a run's events: the run's hash and events, the queue,
+    /// the status sets' prefix, the feed's counter and set.
+    fn event_keys<'c, 'a>(
+        &self,
+        call: &'c mut ScriptInvocation<'a>,
+        id: &str,
+    ) -> &'c mut ScriptInvocation<'a> {
+        call.key(self.run_key(id))
+            .key(self.events_key(id))
+            .key(self.key("queue"))
+            .key(self.key("status:"))
+            .key(self.key("change"))
+            .key(self.key("changes"))
     }
 
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -471,12 +508,7 @@ impl Store for RedisStore {
             snapshot = serde_json::to_string(&run).map_err(corrupt)?;
         }
         let mut call = self.append.prepare_invoke();
-        call.key(self.run_key(&lease.run))
-            .key(self.events_key(&lease.run))
-            .key(self.key("queue"))
-            .key(self.key("status:"))
-            .key(self.key("change"))
-            .key(self.key("changes"))
+        self.event_keys(&mut call, &lease.run)
             .arg(&lease.token)
             .arg(first.seq)
             .arg(status)
@@ -498,6 +530,32 @@ impl Store for RedisStore {
                 got: first.seq,
             }),
         }
+    }
+
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError> {
+        // Read, decide, write if nothing changed in between; a few times at most.
+        for _ in 0..5 {
+            let stored = self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let events = retry_events(id, &stored, SystemTime::now())?;
+            let mut call = self.retry.prepare_invoke();
+            self.event_keys(&mut call, id)
+                .arg(stored.last_seq)
+                .arg(id)
+                .arg(serde_json::to_string(&events[0]).map_err(corrupt)?);
+            let mut conn = self.conn.clone();
+            let code: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            match code {
+                0 => return Ok(events),
+                -1 => return Err(StoreError::NotFound(id.to_string())),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "run {id} kept changing while it was being retried"
+        )))
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

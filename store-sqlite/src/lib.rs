@@ -19,7 +19,8 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    retry_events, status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError,
+    StoredRun,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -181,6 +182,55 @@ fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<R
     Ok(run)
 }
 
+/// The run as stored, its document folded from its snapshot and the events after it.
+fn stored_run(conn: &Connection, id: &str) -> Result<Option<StoredRun>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT pipeline, doc, submitter, created_at, last_seq, takeovers, doc_seq
+             FROM runs WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((pipeline, doc, submitter, created, last_seq, takeovers, doc_seq)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(StoredRun {
+        pipeline: serde_json::from_str::<ir::Pipeline>(&pipeline).map_err(corrupt)?,
+        run: current_doc(conn, id, &doc, doc_seq)?,
+        submitter,
+        created_at: millis::from_millis(created.max(0) as u64),
+        last_seq: last_seq.max(0) as u64,
+        takeovers: count(takeovers),
+    }))
+}
+
+/// Inserts events of run `run`, and their changes in the feed.
+fn insert_events(conn: &Connection, run: &str, events: &[RunEvent]) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
+        .map_err(unavailable)?;
+    for e in events {
+        let body = serde_json::to_string(e).map_err(corrupt)?;
+        insert
+            .execute(params![run, e.seq as i64, body])
+            .map_err(unavailable)?;
+        add_change(conn, run, e.seq)?;
+    }
+    Ok(())
+}
+
 /// Adds the change of event `seq` of run `run` (0: its creation) to the feed.
 fn add_change(conn: &Connection, run: &str, seq: u64) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO changes (run, seq) VALUES (?1, ?2)")
@@ -257,40 +307,7 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT pipeline, doc, submitter, created_at, last_seq, takeovers, doc_seq
-                     FROM runs WHERE id = ?1",
-                    params![id],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                            r.get::<_, i64>(6)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(unavailable)?;
-            let Some((pipeline, doc, submitter, created, last_seq, takeovers, doc_seq)) = row
-            else {
-                return Ok(None);
-            };
-            Ok(Some(StoredRun {
-                pipeline: serde_json::from_str::<ir::Pipeline>(&pipeline).map_err(corrupt)?,
-                run: current_doc(conn, &id, &doc, doc_seq)?,
-                submitter,
-                created_at: millis::from_millis(created.max(0) as u64),
-                last_seq: last_seq.max(0) as u64,
-                takeovers: count(takeovers),
-            }))
-        })
-        .await
+        self.with(move |conn| stored_run(conn, &id)).await
     }
 
     async fn events(
@@ -477,18 +494,7 @@ impl Store for SqliteStore {
             }
             let (changed, finished) = status_change(&events);
             let status = changed.map_or(status, |s| s.word().to_string());
-            {
-                let mut insert = tx
-                    .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
-                    .map_err(unavailable)?;
-                for e in &events {
-                    let body = serde_json::to_string(e).map_err(corrupt)?;
-                    insert
-                        .execute(params![lease.run, e.seq as i64, body])
-                        .map_err(unavailable)?;
-                    add_change(&tx, &lease.run, e.seq)?;
-                }
-            }
+            insert_events(&tx, &lease.run, &events)?;
             let new_last = last_seq + events.len() as u64;
             tx.execute(
                 "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4)
@@ -509,6 +515,32 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let stored = stored_run(&tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let events = retry_events(&id, &stored, SystemTime::now())?;
+            insert_events(&tx, &id, &events)?;
+            tx.execute(
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = 0, takeovers = 0,
+                 cancels = 0, lease_token = NULL, lease_worker = NULL, lease_expires = NULL
+                 WHERE id = ?1",
+                params![
+                    id,
+                    Status::Pending.word(),
+                    (stored.last_seq + events.len() as u64) as i64
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(events)
         })
         .await
     }

@@ -170,6 +170,14 @@ pub trait Store: Send + Sync {
     /// `Conflict` for a finished one.
     async fn cancel(&self, id: &str) -> Result<u32, StoreError>;
 
+    /// Retries a finished run (`Conflict` if it is pending or running, `NotFound`): appends a
+    /// `RunRetried` event, which makes the jobs that did not succeed (and what depends on them,
+    /// and the `finally` jobs) undecided again, puts the run back to `PENDING` and in the queue,
+    /// and clears its lease, take-overs and cancel requests, all at once. The same run goes on:
+    /// a worker claims it and runs those jobs, their attempts numbered on from the last. Not
+    /// fenced: any API process may ask. Answers the events appended.
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError>;
+
     /// Every run's changes with an id above `after` (0: from the first), oldest first, at most
     /// `limit`: each run created and each event appended (by a worker or by
     /// [`Store::retry`]), in the order they were written. A change is written with what it
@@ -186,8 +194,8 @@ pub trait Store: Send + Sync {
 }
 
 /// What appending `events` does to the run's status, which stores index: the status moves only
-/// when the run starts and when it finishes. Answers the new status, if any, and whether the run
-/// finished.
+/// when the run starts, finishes and is retried. Answers the new status, if any, and whether the
+/// run finished.
 pub fn status_change(events: &[RunEvent]) -> (Option<Status>, bool) {
     let mut status = None;
     let mut finished = false;
@@ -198,10 +206,37 @@ pub fn status_change(events: &[RunEvent]) -> (Option<Status>, bool) {
                 status = Some((*outcome).into());
                 finished = true;
             }
+            crate::event::EventKind::RunRetried { .. } => {
+                status = Some(Status::Pending);
+                finished = false;
+            }
             _ => {}
         }
     }
     (status, finished)
+}
+
+/// The events that retry a run (see [`Store::retry`]), as of what is stored: refused with
+/// `Conflict` unless the run finished.
+pub fn retry_events(
+    id: &str,
+    stored: &StoredRun,
+    at: SystemTime,
+) -> Result<Vec<RunEvent>, StoreError> {
+    let status = stored.run.status;
+    if !status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "run {id} is {}; only a finished run can be retried",
+            status.word().to_lowercase()
+        )));
+    }
+    Ok(vec![RunEvent {
+        seq: stored.last_seq + 1,
+        at: crate::event::millis::whole(at),
+        kind: crate::event::EventKind::RunRetried {
+            jobs: stored.run.jobs_to_retry(&stored.pipeline),
+        },
+    }])
 }
 
 /// A driver's events written to the store under its lease (the first destination of a worker's

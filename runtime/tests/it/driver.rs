@@ -652,6 +652,87 @@ fn an_attempt_abandoned_before_its_start_was_recorded_is_over_for_the_next_drive
     assert_eq!(kinds, [EventKind::RunStarted { resumed: true }]);
 }
 
+/// Continues a run from `stored` with a fresh driver and executor, to its end: the document,
+/// the executor, the new events.
+fn resume_to_the_end(
+    p: &ir::Pipeline,
+    stored: &[RunEvent],
+    script: impl Fn(&str, u32) -> Script + Send + 'static,
+) -> (Run, Fake, Vec<RunEvent>) {
+    paused().block_on(async {
+        let mut fake = Fake::new(p, script);
+        let mut d =
+            Driver::resume("run-1", p, DriverOptions::default(), stored, Now::current()).unwrap();
+        let (_, mut rx) = mpsc::unbounded_channel::<Command>();
+        let mut recorder = Recorder::default();
+        let day = Duration::from_secs(86_400);
+        let logs = MemoryLogs::new();
+        let driven = drive(&mut d, &mut fake, &logs, &mut rx, &mut recorder);
+        let ended = tokio::time::timeout(day, driven).await;
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+        (d.into_run(), fake, recorder.0)
+    })
+}
+
+#[test]
+fn a_retried_run_cut_anywhere_in_its_new_round_resumes_to_the_same_end() {
+    let p = pipeline(
+        "job j0 { retries = 1 }\n job j1 after j0 {}\n job j2 after j0.failed {}\n job j4 {}\n finally { job j3 {} }",
+    );
+    // j0 fails both attempts of the first round and succeeds at its third.
+    let script = |name: &str, attempt: u32| Script {
+        takes: Duration::from_millis(10),
+        end: if name == "j0" && attempt <= 2 {
+            AttemptEnd::Failed
+        } else {
+            AttemptEnd::Succeeded
+        },
+        stubborn: false,
+    };
+    let first = paused().block_on(run_with(&p, Fake::new(&p, script), None, vec![]));
+    assert_eq!(first.run.status, Status::Failed);
+    let jobs = first.run.jobs_to_retry(&p);
+    assert_eq!(jobs, [0, 1, 2, 4], "all but j4, which succeeded on its own");
+    let mut stored = first.events;
+    stored.push(RunEvent {
+        seq: stored.len() as u64 + 1,
+        at: stored.last().unwrap().at,
+        kind: EventKind::RunRetried { jobs },
+    });
+    let (whole, fake, second) = resume_to_the_end(&p, &stored, script);
+    let statuses = |r: &Run| r.jobs.iter().map(|j| j.status).collect::<Vec<_>>();
+    use Status::{Skipped as K, Successful as S};
+    assert_eq!(statuses(&whole), [S, S, K, S, S]);
+    assert_eq!(whole.status, S);
+    let starts: Vec<(&str, u32)> = fake
+        .starts
+        .iter()
+        .map(|(n, a, _)| (n.as_str(), *a))
+        .collect();
+    assert_eq!(starts, [("j0", 3), ("j1", 1), ("j3", 2)]);
+    let all: Vec<RunEvent> = stored.iter().chain(&second).cloned().collect();
+    assert_eq!(whole, Run::replay("run-1".into(), &p, &all));
+    for cut in 1..second.len() {
+        let prefix: Vec<RunEvent> = stored.iter().chain(&second[..cut]).cloned().collect();
+        let (run, again, _) = resume_to_the_end(&p, &prefix, script);
+        assert_eq!(statuses(&run), statuses(&whole), "cut after {cut}");
+        let decided: Vec<String> = second[..cut]
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::JobDecided { job, .. } => Some(format!("j{job}")),
+                _ => None,
+            })
+            .collect();
+        for (name, attempt, _) in &again.starts {
+            assert!(!decided.contains(name), "cut after {cut}: {name} ran again");
+            assert!(
+                *attempt > 1 || name == "j1",
+                "cut after {cut}: {name} #{attempt}"
+            );
+        }
+    }
+}
+
 fn paused() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()

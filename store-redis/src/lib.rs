@@ -14,6 +14,7 @@
 //!   their lease expired);
 //! - `PREFIX:change`: counter, the last change id; `PREFIX:changes`: sorted set, the feed of every
 //!   run's changes, `SEQ:ID` by change id;
+//! - `PREFIX:finished`: sorted set of the finished runs by the time they finished (retention);
 //! - `PREFIX:run:{ID}`: hash, the run (pipeline, document snapshot, status, last event number,
 //!   lease token, holder and expiry, take-overs);
 //! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`);
@@ -121,9 +122,9 @@ return 1
 "#;
 
 const APPEND: &str = r#"
--- KEYS: run hash, events list, queue, status set prefix, change counter, changes.
--- ARGV: token, first seq, new status (or ""), finished (0/1), snapshot (or ""), snapshot seq,
---       run id, event bodies...
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes, finished.
+-- ARGV: token, first seq, new status (or ""), when the run finished (ms, or ""), snapshot (or
+--       ""), snapshot seq, run id, event bodies...
 if not held then return {-1, 0} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
 if tonumber(ARGV[2]) ~= last + 1 then return {-2, last + 1} end
@@ -134,9 +135,10 @@ for i = 8, #ARGV do
 end
 redis.call('HSET', KEYS[1], 'last_seq', last + n)
 if ARGV[3] ~= '' then set_status(KEYS[1], KEYS[4], ARGV[7], ARGV[3]) end
-if ARGV[4] == '1' then
+if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'finished', 1)
   redis.call('ZREM', KEYS[3], ARGV[7])
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[7])
 end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'doc', ARGV[5], 'doc_seq', ARGV[6])
@@ -145,7 +147,7 @@ return {0, last + n}
 "#;
 
 const RETRY: &str = r#"
--- KEYS: run hash, events list, queue, status set prefix, change counter, changes.
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes, finished.
 -- ARGV: the last seq read, run id, the event's body. Not fenced: anyone may ask; a run that
 -- changed since it was read (-2, -3) is read again.
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -158,7 +160,27 @@ set_status(KEYS[1], KEYS[4], ARGV[2], 'PENDING')
 redis.call('HSET', KEYS[1], 'last_seq', last + 1, 'finished', 0, 'takeovers', 0, 'cancels', 0)
 redis.call('HDEL', KEYS[1], 'lease_token', 'lease_worker', 'lease_expires')
 redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'order'), ARGV[2])
+redis.call('ZREM', KEYS[7], ARGV[2])
 return 0
+"#;
+
+const PRUNE: &str = r#"
+-- KEYS: run hash, events list, logs hash, runs, status set prefix, pipeline set prefix,
+--       finished, changes, then the run's log keys. ARGV: run id.
+-- A run that is not finished (retried since it was chosen) is kept.
+if redis.call('HGET', KEYS[1], 'finished') ~= '1' then return 0 end
+local id = ARGV[1]
+local pipeline = redis.call('HGET', KEYS[1], 'pipeline_name')
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZREM', KEYS[5] .. redis.call('HGET', KEYS[1], 'status'), id)
+if pipeline and pipeline ~= '' then redis.call('ZREM', KEYS[6] .. pipeline, id) end
+redis.call('ZREM', KEYS[7], id)
+for seq = 0, tonumber(redis.call('HGET', KEYS[1], 'last_seq')) do
+  redis.call('ZREM', KEYS[8], seq .. ':' .. id)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
 "#;
 
 const CANCEL: &str = r#"
@@ -179,6 +201,7 @@ pub struct RedisStore {
     release: Script,
     append: Script,
     retry: Script,
+    prune: Script,
     cancel: Script,
 }
 
@@ -222,6 +245,7 @@ impl RedisStore {
             release: fenced(RELEASE),
             append: fenced(&format!("{WRITES}\n{APPEND}")),
             retry: Script::new(&format!("{WRITES}\n{RETRY}")),
+            prune: Script::new(PRUNE),
             cancel: Script::new(CANCEL),
         })
     }
@@ -265,7 +289,7 @@ impl RedisStore {
     }
 
     /// The keys of a script that writes a run's events: the run's hash and events, the queue,
-    /// the status sets' prefix, the feed's counter and set.
+    /// the status sets' prefix, the feed's counter and set, the finished runs.
     fn event_keys<'c, 'a>(
         &self,
         call: &'c mut ScriptInvocation<'a>,
@@ -277,6 +301,7 @@ impl RedisStore {
             .key(self.key("status:"))
             .key(self.key("change"))
             .key(self.key("changes"))
+            .key(self.key("finished"))
     }
 
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -489,8 +514,9 @@ impl Store for RedisStore {
                 });
             }
         }
-        let (changed, finished) = status_change(events);
-        let status = changed.map_or("", Status::word);
+        let change = status_change(events);
+        let finished = change.finished_at.is_some();
+        let status = change.status.map_or("", Status::word);
         let new_last = first.seq - 1 + events.len() as u64;
         // A new snapshot when the run finishes or enough events passed; the script refuses it
         // unless the events continue from what was read here.
@@ -512,7 +538,12 @@ impl Store for RedisStore {
             .arg(&lease.token)
             .arg(first.seq)
             .arg(status)
-            .arg(if finished { "1" } else { "0" })
+            .arg(
+                change
+                    .finished_at
+                    .map(|t| millis::to_millis(t).to_string())
+                    .unwrap_or_default(),
+            )
             .arg(&snapshot)
             .arg(new_last)
             .arg(&lease.run);
@@ -556,6 +587,73 @@ impl Store for RedisStore {
         Err(StoreError::Conflict(format!(
             "run {id} kept changing while it was being retried"
         )))
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut chosen = std::collections::BTreeSet::new();
+        if let Some(keep) = keep_runs {
+            let beyond: Vec<String> = conn
+                .zrevrange(
+                    self.key("finished"),
+                    isize::try_from(keep).unwrap_or(isize::MAX),
+                    -1,
+                )
+                .await
+                .map_err(unavailable)?;
+            chosen.extend(beyond);
+        }
+        if let Some(t) = older_than {
+            let old: Vec<String> = conn
+                .zrangebyscore(
+                    self.key("finished"),
+                    "-inf",
+                    format!("({}", millis::to_millis(t)),
+                )
+                .await
+                .map_err(unavailable)?;
+            chosen.extend(old);
+        }
+        let mut deleted = 0;
+        for id in chosen {
+            let Some(stored) = self.get(&id).await? else {
+                continue;
+            };
+            // Every log of the run: those finished, and those of every attempt it records.
+            let logs = self.logs_key(&id);
+            let finished_logs: Vec<String> = conn.hkeys(&logs).await.map_err(unavailable)?;
+            let mut log_keys = std::collections::BTreeSet::new();
+            for field in finished_logs {
+                if let Some((attempt, job)) = field.split_once(':') {
+                    log_keys.insert(self.log_key(&id, job, attempt.parse().unwrap_or(0)));
+                }
+            }
+            for job in &stored.run.jobs {
+                for a in &job.attempts {
+                    log_keys.insert(self.log_key(&id, &job.name, a.attempt));
+                }
+            }
+            let mut call = self.prune.prepare_invoke();
+            call.key(self.run_key(&id))
+                .key(self.events_key(&id))
+                .key(logs)
+                .key(self.key("runs"))
+                .key(self.key("status:"))
+                .key(self.key("pipeline:"))
+                .key(self.key("finished"))
+                .key(self.key("changes"))
+                .arg(&id);
+            for key in log_keys {
+                call.key(key);
+            }
+            let n: usize = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            deleted += n;
+        }
+        Ok(deleted)
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -649,15 +747,18 @@ fn log_error(e: impl std::fmt::Display) -> LogError {
 }
 
 impl RedisStore {
-    fn log_key(&self, key: &LogKey) -> String {
-        format!(
-            "{}run:{{{}}}:log:{}:{}",
-            self.prefix, key.run, key.attempt, key.job
-        )
+    /// An attempt's output.
+    fn log_key(&self, run: &str, job: &str, attempt: u32) -> String {
+        format!("{}run:{{{run}}}:log:{attempt}:{job}", self.prefix)
     }
 
-    fn logs_key(&self, key: &LogKey) -> String {
-        format!("{}run:{{{}}}:logs", self.prefix, key.run)
+    /// Which of the run's attempts' logs are complete.
+    fn logs_key(&self, run: &str) -> String {
+        format!("{}run:{{{run}}}:logs", self.prefix)
+    }
+
+    fn attempt_log(&self, key: &LogKey) -> String {
+        self.log_key(&key.run, &key.job, key.attempt)
     }
 }
 
@@ -667,7 +768,7 @@ impl LogSink for RedisStore {
     async fn append(&self, key: &LogKey, bytes: &[u8]) -> Result<(), LogError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn
-            .append(self.log_key(key), bytes)
+            .append(self.attempt_log(key), bytes)
             .await
             .map_err(log_error)?;
         Ok(())
@@ -678,9 +779,9 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         let (size,): (u64,) = redis::pipe()
             .atomic()
-            .hset(self.logs_key(key), field, 1)
+            .hset(self.logs_key(&key.run), field, 1)
             .ignore()
-            .strlen(self.log_key(key))
+            .strlen(self.attempt_log(key))
             .query_async(&mut conn)
             .await
             .map_err(log_error)?;
@@ -692,9 +793,9 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         redis::pipe()
             .atomic()
-            .del(self.log_key(key))
+            .del(self.attempt_log(key))
             .ignore()
-            .hdel(self.logs_key(key), field)
+            .hdel(self.logs_key(&key.run), field)
             .ignore()
             .query_async::<()>(&mut conn)
             .await
@@ -706,15 +807,15 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         let (size, done): (u64, Option<String>) = redis::pipe()
             .atomic()
-            .strlen(self.log_key(key))
-            .hget(self.logs_key(key), field)
+            .strlen(self.attempt_log(key))
+            .hget(self.logs_key(&key.run), field)
             .query_async(&mut conn)
             .await
             .map_err(log_error)?;
         let from = offset.min(size);
         let to = from.saturating_add(max as u64).min(size);
         let bytes: Vec<u8> = if to > from {
-            conn.getrange(self.log_key(key), from as isize, (to - 1) as isize)
+            conn.getrange(self.attempt_log(key), from as isize, (to - 1) as isize)
                 .await
                 .map_err(log_error)?
         } else {

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     takeovers     INTEGER NOT NULL DEFAULT 0,
     cancels       INTEGER NOT NULL DEFAULT 0,
     finished      INTEGER NOT NULL DEFAULT 0,
+    finished_at   INTEGER,
     lease_token   TEXT,
     lease_worker  TEXT,
     lease_expires INTEGER
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, seq);
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (finished, seq);
+CREATE INDEX IF NOT EXISTS runs_by_finish ON runs (finished, finished_at);
 CREATE TABLE IF NOT EXISTS logs (
     run      TEXT NOT NULL,
     job      TEXT NOT NULL,
@@ -80,10 +82,15 @@ CREATE TABLE IF NOT EXISTS changes (
     run TEXT NOT NULL,
     seq INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS changes_by_run ON changes (run);
 ";
 
-/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table,
+/// 3 `runs.finished_at` (for retention) and the indexes it needs.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Runs deleted per transaction by `prune`, so that other writers wait for no long one.
+const PRUNE_BATCH: i64 = 100;
 
 /// The snapshot of a run's document is rewritten after this many events.
 pub const SNAPSHOT_EVERY: u64 = 200;
@@ -492,14 +499,21 @@ impl Store for SqliteStore {
                     });
                 }
             }
-            let (changed, finished) = status_change(&events);
-            let status = changed.map_or(status, |s| s.word().to_string());
+            let change = status_change(&events);
+            let finished = change.finished_at.is_some();
+            let status = change.status.map_or(status, |s| s.word().to_string());
             insert_events(&tx, &lease.run, &events)?;
             let new_last = last_seq + events.len() as u64;
             tx.execute(
-                "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4)
-                 WHERE id = ?1",
-                params![lease.run, status, new_last as i64, i64::from(finished)],
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4),
+                 finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
+                params![
+                    lease.run,
+                    status,
+                    new_last as i64,
+                    i64::from(finished),
+                    change.finished_at.map(|t| millis::to_millis(t) as i64)
+                ],
             )
             .map_err(unavailable)?;
             if finished || new_last.saturating_sub(doc_seq.max(0) as u64) >= SNAPSHOT_EVERY {
@@ -529,9 +543,9 @@ impl Store for SqliteStore {
             let events = retry_events(&id, &stored, SystemTime::now())?;
             insert_events(&tx, &id, &events)?;
             tx.execute(
-                "UPDATE runs SET status = ?2, last_seq = ?3, finished = 0, takeovers = 0,
-                 cancels = 0, lease_token = NULL, lease_worker = NULL, lease_expires = NULL
-                 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = 0, finished_at = NULL,
+                 takeovers = 0, cancels = 0, lease_token = NULL, lease_worker = NULL,
+                 lease_expires = NULL WHERE id = ?1",
                 params![
                     id,
                     Status::Pending.word(),
@@ -541,6 +555,60 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(events)
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        if keep_runs.is_none() && older_than.is_none() {
+            return Ok(0);
+        }
+        let keep = keep_runs.map_or(i64::MAX, |k| i64::try_from(k).unwrap_or(i64::MAX));
+        let before = older_than.map_or(i64::MIN, |t| millis::to_millis(t) as i64);
+        self.with(move |conn| {
+            let mut deleted = 0;
+            loop {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                let ids: Vec<String> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT id FROM (
+                               SELECT id, finished_at,
+                                 ROW_NUMBER() OVER (ORDER BY finished_at DESC, seq DESC) AS newest
+                               FROM runs WHERE finished = 1)
+                             WHERE newest > ?1 OR finished_at < ?2 LIMIT ?3",
+                        )
+                        .map_err(unavailable)?;
+                    let rows = stmt
+                        .query_map(params![keep, before, PRUNE_BATCH], |r| r.get(0))
+                        .map_err(unavailable)?;
+                    rows.collect::<Result<_, _>>().map_err(unavailable)?
+                };
+                if ids.is_empty() {
+                    return Ok(deleted);
+                }
+                for id in &ids {
+                    for (table, column) in [
+                        ("events", "run"),
+                        ("changes", "run"),
+                        ("log_chunks", "run"),
+                        ("logs", "run"),
+                        ("runs", "id"),
+                    ] {
+                        tx.prepare_cached(&format!("DELETE FROM {table} WHERE {column} = ?1"))
+                            .and_then(|mut delete| delete.execute(params![id]))
+                            .map_err(unavailable)?;
+                    }
+                }
+                tx.commit().map_err(unavailable)?;
+                deleted += ids.len();
+            }
         })
         .await
     }

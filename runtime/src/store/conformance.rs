@@ -10,7 +10,7 @@
 
 use super::{Cursor, ListQuery, NewRun, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
-use crate::log::MemoryLogs;
+use crate::log::{LogKey, LogSink, MemoryLogs};
 use crate::record::Status;
 use crate::scheduler::{AttemptEnd, JobId, RunOutcome};
 use crate::worker::{work, Held, InstantExecutors, WorkerOptions};
@@ -715,6 +715,108 @@ pub async fn a_finished_run_is_retried_and_claimed_again(store: &dyn Store) {
     );
 }
 
+/// Creates run `id` and finishes it at `at` (the only run waiting for a worker).
+async fn finished_run(store: &dyn Store, id: &str, at: SystemTime) {
+    store.create(new_run(id, "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().expect("the run waits");
+    assert_eq!(lease.run, id);
+    let mut events = started(1, 0);
+    events.push(RunEvent {
+        seq: 3,
+        at,
+        kind: EventKind::RunFinished {
+            outcome: RunOutcome::Succeeded,
+        },
+    });
+    store.append(&lease, &events).await.unwrap();
+    store.release(&lease).await.unwrap();
+}
+
+pub async fn prune_deletes_finished_runs_beyond_the_newest_and_the_old(store: &dyn Store) {
+    let t = |s: u64| crate::event::millis::from_millis(1_700_000_000_000 + s * 1000);
+    // Finished out of their creation order: the newest by finish time are r3, then r0.
+    for (id, at) in [("r0", t(2)), ("r1", t(0)), ("r2", t(1)), ("r3", t(3))] {
+        finished_run(store, id, at).await;
+    }
+    store.create(new_run("running", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    store.create(new_run("pending", "p")).await.unwrap();
+    let last_change = store.last_change().await.unwrap();
+    let ids = || async {
+        let query = ListQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let page = store.list(&query).await.unwrap();
+        let ids: Vec<String> = page.runs.iter().map(|r| r.metadata.uid.clone()).collect();
+        ids
+    };
+    assert_eq!(store.prune(None, None).await.unwrap(), 0);
+    assert_eq!(store.prune(Some(2), None).await.unwrap(), 2);
+    assert_eq!(ids().await, ["pending", "running", "r3", "r0"]);
+    for gone in ["r1", "r2"] {
+        assert!(store.get(gone).await.unwrap().is_none());
+        assert!(matches!(
+            store.events(gone, 0, 10).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let feed = store.feed(0, 1000).await.unwrap();
+    assert!(
+        feed.iter().all(|c| c.run != "r1" && c.run != "r2"),
+        "{feed:?}"
+    );
+    assert_eq!(feed.len(), 2 * 4 + 3 + 1, "the kept runs' changes");
+    assert_eq!(
+        store.last_change().await.unwrap(),
+        last_change,
+        "ids are not reused"
+    );
+    // Finished before r3 did: r0 only.
+    assert_eq!(store.prune(None, Some(t(3))).await.unwrap(), 1);
+    assert_eq!(ids().await, ["pending", "running", "r3"]);
+    // What has not finished is never deleted, nor is a run retried since it finished.
+    store.retry("r3").await.unwrap();
+    let far = SystemTime::now() + Duration::from_secs(86_400 * 365);
+    assert_eq!(store.prune(Some(0), Some(far)).await.unwrap(), 0);
+    assert_eq!(ids().await, ["pending", "running", "r3"]);
+}
+
+/// Run `r`, finished, with the output of two attempts: one log complete, one left incomplete.
+/// For stores that keep logs too, to see that pruning the run takes them.
+pub async fn a_finished_run_with_logs<S: Store + LogSink>(store: &S) {
+    store.create(new_run("r", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    let mut events = started(1, 0);
+    events.push(event(
+        3,
+        EventKind::AttemptStarted {
+            job: 1,
+            attempt: 1,
+            handle: None,
+        },
+    ));
+    events.push(event(
+        4,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Cancelled,
+        },
+    ));
+    for (job, done) in [("a", true), ("b", false)] {
+        let key = LogKey {
+            run: "r".into(),
+            job: job.into(),
+            attempt: 1,
+        };
+        LogSink::append(store, &key, b"output\n").await.unwrap();
+        if done {
+            store.finish(&key).await.unwrap();
+        }
+    }
+    Store::append(store, &lease, &events).await.unwrap();
+}
+
 /// A worker on `store` that polls for cancels often; `stop` tells it to stop.
 fn worker(
     store: &Arc<dyn Store>,
@@ -986,6 +1088,7 @@ macro_rules! store_conformance {
             the_feed_has_every_creation_and_event_in_order,
             the_feed_misses_nothing_when_writers_interleave,
             a_finished_run_is_retried_and_claimed_again,
+            prune_deletes_finished_runs_beyond_the_newest_and_the_old,
         );
         $crate::store_conformance!(@shared $make;
             a_run_cancelled_through_the_store_stops_and_runs_finally,

@@ -73,7 +73,7 @@ impl Inner {
         for e in events {
             entry.stored.run.apply(e);
         }
-        if let (Some(status), _) = status_change(events) {
+        if let Some(status) = status_change(events).status {
             entry.finished = status.is_terminal();
         }
         entry.stored.last_seq += events.len() as u64;
@@ -243,6 +243,43 @@ impl Store for MemoryStore {
         entry.cancels = 0;
         inner.write(id, &events);
         Ok(events)
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        // Finished runs, newest first by the time they finished.
+        let mut finished: Vec<(SystemTime, u64, String)> = inner
+            .order
+            .iter()
+            .filter_map(|(&order, id)| {
+                let e = &inner.runs[id];
+                let at = e.stored.run.finished_at.filter(|_| e.finished)?;
+                Some((at, order, id.clone()))
+            })
+            .collect();
+        finished.sort_by(|a, b| b.cmp(a));
+        let doomed: Vec<(u64, String)> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (at, ..))| {
+                keep_runs.is_some_and(|k| *i >= k) || older_than.is_some_and(|t| *at < t)
+            })
+            .map(|(_, (_, order, id))| (order, id))
+            .collect();
+        for (order, id) in &doomed {
+            inner.order.remove(order);
+            inner.runs.remove(id);
+        }
+        let gone: std::collections::HashSet<&str> =
+            doomed.iter().map(|(_, id)| id.as_str()).collect();
+        inner
+            .changes
+            .retain(|_, (run, _)| !gone.contains(run.as_str()));
+        Ok(doomed.len())
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

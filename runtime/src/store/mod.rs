@@ -178,6 +178,17 @@ pub trait Store: Send + Sync {
     /// fenced: any API process may ask. Answers the events appended.
     async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError>;
 
+    /// Deletes finished runs (never one that has not finished) with their events, logs and
+    /// changes in the feed: those beyond the newest `keep_runs` finished runs (newest by the
+    /// time they finished), and those that finished before `older_than`; either limit deletes
+    /// what it names, and with neither nothing is deleted. Answers how many runs were deleted.
+    /// Change ids are never reused: `last_change` does not go back.
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError>;
+
     /// Every run's changes with an id above `after` (0: from the first), oldest first, at most
     /// `limit`: each run created and each event appended (by a worker or by
     /// [`Store::retry`]), in the order they were written. A change is written with what it
@@ -193,27 +204,35 @@ pub trait Store: Send + Sync {
     async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError>;
 }
 
-/// What appending `events` does to the run's status, which stores index: the status moves only
-/// when the run starts, finishes and is retried. Answers the new status, if any, and whether the
-/// run finished.
-pub fn status_change(events: &[RunEvent]) -> (Option<Status>, bool) {
-    let mut status = None;
-    let mut finished = false;
+/// What appending events does to what stores index of a run: its status, and when it
+/// finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The new status, if it moved: the status moves only when the run starts, finishes and is
+    /// retried.
+    pub status: Option<Status>,
+    /// When the run finished, if the events finish it.
+    pub finished_at: Option<SystemTime>,
+}
+
+/// What appending `events` does to what stores index of the run.
+pub fn status_change(events: &[RunEvent]) -> StatusChange {
+    let mut change = StatusChange::default();
     for e in events {
         match &e.kind {
-            crate::event::EventKind::RunStarted { .. } => status = Some(Status::Running),
+            crate::event::EventKind::RunStarted { .. } => change.status = Some(Status::Running),
             crate::event::EventKind::RunFinished { outcome } => {
-                status = Some((*outcome).into());
-                finished = true;
+                change.status = Some((*outcome).into());
+                change.finished_at = Some(e.at);
             }
             crate::event::EventKind::RunRetried { .. } => {
-                status = Some(Status::Pending);
-                finished = false;
+                change.status = Some(Status::Pending);
+                change.finished_at = None;
             }
             _ => {}
         }
     }
-    (status, finished)
+    change
 }
 
 /// The events that retry a run (see [`Store::retry`]), as of what is stored: refused with

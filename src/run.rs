@@ -41,7 +41,8 @@ pub fn show(
             | EventKind::RetryDue { .. }
             | EventKind::RunStarted { .. }
             | EventKind::RunFinished { .. }
-            | EventKind::RunRetried { .. } => {}
+            | EventKind::RunRetried { .. }
+            | EventKind::RunGivenUp { .. } => {}
         }
     }
 }

@@ -58,6 +58,7 @@ impl From<RunOutcome> for Status {
             RunOutcome::Succeeded => Status::Successful,
             RunOutcome::Failed => Status::Failed,
             RunOutcome::Cancelled => Status::Cancelled,
+            RunOutcome::Errored => Status::Errored,
         }
     }
 }
@@ -83,6 +84,9 @@ pub struct Run {
     pub started_at: Option<SystemTime>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub finished_at: Option<SystemTime>,
+    /// Why the run ended as it did, when its jobs do not say (a run given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub jobs: Vec<JobRecord>,
 }
 
@@ -152,6 +156,7 @@ impl Run {
             status: Status::Pending,
             started_at: None,
             finished_at: None,
+            reason: None,
             jobs,
         }
     }
@@ -260,7 +265,9 @@ impl Run {
                 }
                 self.status = Status::Pending;
                 self.finished_at = None;
+                self.reason = None;
             }
+            EventKind::RunGivenUp { why } => self.reason = Some(why.to_string()),
         }
     }
 

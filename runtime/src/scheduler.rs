@@ -44,6 +44,8 @@ pub enum RunOutcome {
     Succeeded,
     Failed,
     Cancelled,
+    /// The run could not be driven, and was given up ([`Scheduler::give_up`]).
+    Errored,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,8 +118,10 @@ pub struct Scheduler {
     /// fail_fast tripped: no new non-finally job starts.
     stopping: bool,
     cancelled: bool,
-    /// Cancelled a second time: finally jobs do not run either.
+    /// Cancelled a second time, or given up: finally jobs do not run either.
     terminated: bool,
+    /// Given up: the run ends errored.
+    given_up: bool,
     /// Nothing is launched before [`Scheduler::start`].
     started: bool,
     finished: bool,
@@ -216,6 +220,7 @@ impl Scheduler {
             stopping: false,
             cancelled: false,
             terminated: false,
+            given_up: false,
             started: false,
             finished: false,
         })
@@ -295,10 +300,27 @@ impl Scheduler {
         let second = self.cancelled;
         self.cancelled = true;
         self.terminated = second;
+        self.stop(out);
+    }
+
+    /// Gives the run up (it cannot be driven): as after a second cancel, running jobs are
+    /// killed and nothing more starts, not even `finally` jobs; the run ends errored. May come
+    /// before [`Scheduler::start`], like a cancel.
+    pub fn give_up(&mut self, out: &mut Vec<Action>) {
+        if self.finished {
+            return;
+        }
+        self.cancelled = true;
+        self.terminated = true;
+        self.given_up = true;
+        self.stop(out);
+    }
+
+    /// Kills the running jobs the run's cancels stop and cancels those that have not started.
+    fn stop(&mut self, out: &mut Vec<Action>) {
         let mut decided = Vec::new();
         for job in 0..self.jobs.len() {
-            let hit = second || !self.jobs[job].finally;
-            if !hit {
+            if !self.is_cancelled(job) {
                 continue;
             }
             match self.state[job] {
@@ -315,7 +337,8 @@ impl Scheduler {
 
     /// Reopens a finished run for a retry: `jobs` (see [`jobs_to_retry`]) are undecided again,
     /// keeping their attempt counts (the next attempt continues the numbering) but with their
-    /// retries afresh; the other jobs keep their outcomes. Cancels and fail_fast are forgotten.
+    /// retries afresh; the other jobs keep their outcomes. Cancels, giving up and fail_fast are
+    /// forgotten.
     /// Then [`Scheduler::start`] launches what can run, as for a new run. A run that has not
     /// finished is not reopened.
     pub fn reopen(&mut self, jobs: &[JobId]) {
@@ -348,12 +371,13 @@ impl Scheduler {
         self.stopping = false;
         self.cancelled = false;
         self.terminated = false;
+        self.given_up = false;
         self.started = false;
         self.finished = false;
     }
 
-    /// Whether the run's cancels stop `job`: every job after a second cancel, all but `finally`
-    /// jobs after the first.
+    /// Whether the run's cancels stop `job`: every job after a second cancel (or when the run
+    /// was given up), all but `finally` jobs after the first.
     pub fn is_cancelled(&self, job: JobId) -> bool {
         self.terminated || (self.cancelled && !self.jobs[job].finally)
     }
@@ -372,7 +396,9 @@ impl Scheduler {
 
     /// The run's outcome so far (what `finally` jobs see as `CHAINR_RUN_STATUS`).
     pub fn outcome_so_far(&self) -> RunOutcome {
-        if self.cancelled {
+        if self.given_up {
+            RunOutcome::Errored
+        } else if self.cancelled {
             RunOutcome::Cancelled
         } else if self.run_failed {
             RunOutcome::Failed

@@ -7,7 +7,7 @@ use chainr_compiler::ir;
 use chainr_runtime::driver::{
     drive, Command, Driver, DriverOptions, Effect, Now, Publish, PublishError,
 };
-use chainr_runtime::event::{AttemptResult, EventKind, Reason, RunEvent};
+use chainr_runtime::event::{AttemptResult, EventKind, GiveUp, Reason, RunEvent};
 use chainr_runtime::log::{LogKey, MemoryLogs};
 use chainr_runtime::scheduler::{AttemptEnd, JobId};
 use chainr_runtime::store::{Journal, MemoryStore, NewRun, Store};
@@ -731,6 +731,74 @@ fn a_retried_run_cut_anywhere_in_its_new_round_resumes_to_the_same_end() {
             );
         }
     }
+}
+
+#[test]
+fn a_run_given_up_as_it_is_taken_over_abandons_what_ran_and_ends_errored() {
+    let p = pipeline("job j0 {}\n job j1 {}\n job j2 after j0 {}\n finally { job j3 {} }");
+    let at = std::time::SystemTime::UNIX_EPOCH;
+    let stored: Vec<RunEvent> = [
+        EventKind::RunStarted { resumed: false },
+        EventKind::AttemptStarted {
+            job: 0,
+            attempt: 1,
+            handle: Some("j0#1".into()),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, kind)| RunEvent {
+        seq: i as u64 + 1,
+        at,
+        kind,
+    })
+    .collect();
+    // j1's launch was decided but its start not recorded.
+    let (events, fake, run) = paused().block_on(async {
+        let mut fake = Fake::new(&p, |_, _| ok(10));
+        let mut d = Driver::resume(
+            "run-1",
+            &p,
+            DriverOptions::default(),
+            &stored,
+            Now::current(),
+        )
+        .unwrap();
+        d.give_up(GiveUp::WorkerStopped { times: 4 }, Now::current());
+        let (_, mut rx) = mpsc::unbounded_channel::<Command>();
+        let mut recorder = Recorder::default();
+        let logs = MemoryLogs::new();
+        drive(&mut d, &mut fake, &logs, &mut rx, &mut recorder)
+            .await
+            .unwrap();
+        (recorder.0, fake, d.into_run())
+    });
+    assert!(fake.starts.is_empty(), "{:?}", fake.starts);
+    assert_eq!(
+        fake.abandoned,
+        [
+            ("j0".to_string(), 1, Some("j0#1".to_string())),
+            ("j1".to_string(), 1, None)
+        ]
+    );
+    assert!(matches!(
+        events[1].kind,
+        EventKind::RunGivenUp {
+            why: GiveUp::WorkerStopped { times: 4 }
+        }
+    ));
+    assert_eq!(run.status, Status::Errored);
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("its worker stopped 4 times while driving it; not taken over again")
+    );
+    assert_eq!(reason(&run, "j0").as_deref(), Some("the run was given up"));
+    assert_eq!(
+        reason(&run, "j3").as_deref(),
+        Some("the run was given up before it started")
+    );
+    let all: Vec<RunEvent> = stored.iter().chain(&events).cloned().collect();
+    assert_eq!(run, Run::replay("run-1".into(), &p, &all));
 }
 
 fn paused() -> tokio::runtime::Runtime {

@@ -77,6 +77,12 @@ impl Harness {
         self.record(out);
     }
 
+    fn give_up(&mut self) {
+        let mut out = Vec::new();
+        self.s.give_up(&mut out);
+        self.record(out);
+    }
+
     fn retry_due(&mut self, name: &str) {
         let mut out = Vec::new();
         let id = self.id(name);
@@ -199,6 +205,28 @@ fn a_reopened_run_runs_again_what_did_not_succeed_with_its_retries_afresh() {
     let mut h = Harness::new("job a { }", None);
     h.s.reopen(&[0]);
     assert_eq!(h.s.state(0), JobState::Running);
+}
+
+#[test]
+fn a_run_given_up_runs_nothing_more_not_even_finally_and_ends_errored() {
+    let mut h = Harness::new(
+        "job a { retries = 2 }\njob b after a { }\nfinally { job report { } }",
+        None,
+    );
+    h.take();
+    h.give_up();
+    assert_eq!(h.take(), ["kill a", "Cancelled b", "Cancelled report"]);
+    assert!(h.s.is_cancelled(h.id("report")));
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["finished Errored"], "no retry either");
+    // Before the start, nothing is launched at all.
+    let mut h = Harness::unstarted("job a { }\nfinally { job report { } }", None);
+    h.give_up();
+    h.start();
+    assert_eq!(
+        h.take(),
+        ["Cancelled a", "Cancelled report", "finished Errored"]
+    );
 }
 
 #[test]

@@ -199,7 +199,11 @@ pub async fn drive_claimed<X: Executors>(
         () = poll => unreachable!("polling for cancels goes on while the run is driven"),
         _ = stopped => {
             let _ = store.release(&lease).await;
-            Held::HandedBack
+            // Told to stop as the run's last events were being stored: it finished all the same.
+            match store.get(&lease.run).await {
+                Ok(Some(stored)) if stored.run.status.is_terminal() => Held::Finished,
+                _ => Held::HandedBack,
+            }
         }
     }
 }

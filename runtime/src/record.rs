@@ -107,6 +107,9 @@ pub struct JobRecord {
     /// The fan-out job this one is an instance of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// What the job waits for, in the words of the language (`build && test.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// The last attempt's exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -117,6 +120,9 @@ pub struct JobRecord {
     pub started_at: Option<SystemTime>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub finished_at: Option<SystemTime>,
+    /// When the job reached its outcome (after its last attempt, or without running).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    pub decided_at: Option<SystemTime>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -144,7 +150,10 @@ impl Run {
         let jobs = pipeline
             .jobs
             .iter()
-            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
+            .map(|(n, j)| JobRecord {
+                condition: j.condition_text(),
+                ..JobRecord::new(n.clone(), j.group.clone())
+            })
             .collect();
         Run {
             kind: "Run".to_string(),
@@ -244,6 +253,7 @@ impl Run {
                 };
                 rec.status = (*outcome).into();
                 rec.finished_at = Some(at);
+                rec.decided_at = Some(at);
                 if let Some(why) = why {
                     rec.exit_code = None;
                     rec.reason = Some(why.to_string());
@@ -261,6 +271,7 @@ impl Run {
                         rec.exit_code = None;
                         rec.reason = None;
                         rec.finished_at = None;
+                        rec.decided_at = None;
                     }
                 }
                 self.status = Status::Pending;
@@ -285,10 +296,12 @@ impl JobRecord {
             name,
             status: Status::Pending,
             group,
+            condition: None,
             exit_code: None,
             reason: None,
             started_at: None,
             finished_at: None,
+            decided_at: None,
             attempts: Vec::new(),
         }
     }

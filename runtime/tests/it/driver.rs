@@ -270,6 +270,29 @@ async fn events_are_numbered_and_fold_into_the_returned_document() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_document_says_what_each_job_waited_for_and_when_it_was_decided() {
+    let p = pipeline("job a {}\n job b after a {}\n job c after b.failed || a.errored {}");
+    let o = run_with(&p, Fake::new(&p, |_, _| ok(100)), None, vec![]).await;
+    let doc = serde_json::to_value(&o.run).unwrap();
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert!(jobs[0].get("condition").is_none(), "{:#}", jobs[0]);
+    assert_eq!(jobs[1]["condition"], "a");
+    assert_eq!(jobs[2]["condition"], "b.failed || a.errored");
+    // Each job is decided when its last attempt ends, or, skipped, when what it waits for is.
+    assert_eq!(jobs[1]["decidedAt"], jobs[1]["finishedAt"]);
+    assert_eq!(jobs[2]["decidedAt"], jobs[1]["finishedAt"]);
+    // A retry undecides the jobs it runs again.
+    let mut run = o.run.clone();
+    run.apply(&RunEvent {
+        seq: o.events.len() as u64 + 1,
+        at: o.run.finished_at.unwrap(),
+        kind: EventKind::RunRetried { jobs: vec![2] },
+    });
+    assert_eq!(run.jobs[2].decided_at, None);
+    assert_eq!(run.jobs[1].decided_at, o.run.jobs[1].decided_at);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_timeout_stops_gracefully_then_by_force_and_says_timed_out() {
     let p = pipeline("job slow { timeout = 2s }\n job stubborn { timeout = 2s }");
     let fake = Fake::new(&p, |name, _| Script {

@@ -575,8 +575,8 @@ impl<'p> Driver<'p> {
         self.scheduler.give_up(&mut self.actions);
     }
 
-    /// How many cancels the run has taken (its `CancelRequested` events, or queued for
-    /// [`Driver::begin`]).
+    /// How many cancels the run has taken since it was last retried (its `CancelRequested`
+    /// events, and those queued for [`Driver::begin`]).
     pub fn cancels(&self) -> u32 {
         self.cancels + self.queued_cancels
     }

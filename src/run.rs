@@ -40,7 +40,9 @@ pub fn show(
             EventKind::AttemptEnded { .. }
             | EventKind::RetryDue { .. }
             | EventKind::RunStarted { .. }
-            | EventKind::RunFinished { .. } => {}
+            | EventKind::RunFinished { .. }
+            | EventKind::RunRetried { .. }
+            | EventKind::RunGivenUp { .. } => {}
         }
     }
 }

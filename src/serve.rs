@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = chainr_server::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Keep at most N finished runs (with their events and logs); older ones are deleted.
+    #[arg(long, value_name = "N")]
+    keep_runs: Option<usize>,
+    /// Delete finished runs (with their events and logs) this long after they finished; `0` keeps them forever.
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = duration)]
+    keep_for: Duration,
     /// How long a worker's claim on a run holds without renewal; another worker takes the run over after it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     lease: Duration,
@@ -80,6 +86,9 @@ pub struct ServeArgs {
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
+
+/// How often finished runs past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long the drain may take before the process exits anyway.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -237,14 +246,14 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         options.renew_every = args.lease / 3;
         options.runs_at_once = args.runs_at_once.max(1);
         let stop = draining.clone();
+        let (store, logs) = (store.clone(), logs.clone());
         match args.executor {
             ExecutorKind::Local => {
                 // Fails here, before serving, where local processes cannot run.
                 chainr_local::LocalExecutor::new(Default::default()).map_err(|e| e.to_string())?;
                 options.concurrency = Some(chainr_local::max_concurrency());
                 tasks.spawn(async move {
-                    worker::work(store.clone(), Arc::new(LocalExecutors), logs, options, stop)
-                        .await;
+                    worker::work(store, Arc::new(LocalExecutors), logs, options, stop).await;
                 });
             }
             ExecutorKind::Kube => {
@@ -262,10 +271,31 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
                     options: kube_options,
                 };
                 tasks.spawn(async move {
-                    worker::work(store.clone(), Arc::new(executors), logs, options, stop).await;
+                    worker::work(store, Arc::new(executors), logs, options, stop).await;
                 });
             }
         }
+    }
+    // Retention: any process may prune; it is idempotent.
+    if args.keep_runs.is_some() || !args.keep_for.is_zero() {
+        let (store, keep_runs, keep_for) = (store.clone(), args.keep_runs, args.keep_for);
+        let mut stop = draining.clone();
+        tasks.spawn(async move {
+            loop {
+                let older_than = (!keep_for.is_zero())
+                    .then(|| std::time::SystemTime::now().checked_sub(keep_for))
+                    .flatten();
+                match store.prune(keep_runs, older_than).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("deleted {n} finished runs past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "pruning finished runs failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PRUNE_EVERY) => {}
+                    _ = stop.wait_for(|d| *d) => return,
+                }
+            }
+        });
     }
     let roles: Vec<&str> = args
         .roles

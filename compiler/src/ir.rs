@@ -5,6 +5,7 @@
 //! and means the same. Unknown fields are rejected, as the original did. [`crate::validate_json`]
 //! checks IR that arrives as JSON with the same rigour as source (names, dependencies, cycles).
 
+use crate::outcome::OutcomeTest;
 use crate::units::Duration;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -153,6 +154,32 @@ impl Job {
         }
     }
 
+    /// What the job waits for, in the words of the language (`a && b.failed && (c.done ||
+    /// !d.skipped)`): its `dependsOn` entries and its `condition`, every one of which must hold.
+    /// `None` when it waits for nothing.
+    pub fn condition_text(&self) -> Option<String> {
+        let mut out = String::new();
+        for d in &self.depends_on {
+            if !out.is_empty() {
+                out.push_str(" && ");
+            }
+            out.push_str(&d.job);
+            if d.on_failure() {
+                out.push_str(".failed");
+            }
+        }
+        if let Some(c) = &self.condition {
+            let place = if out.is_empty() {
+                Place::Top
+            } else {
+                out.push_str(" && ");
+                Place::Operand
+            };
+            c.write(&mut out, place);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Every job this one's conditions name, `dependsOn` first.
     pub fn needs(&self) -> impl Iterator<Item = &str> {
         let mut from_condition = Vec::new();
@@ -214,7 +241,61 @@ pub enum Condition {
     Done(String),
 }
 
+/// Where a condition is written, for parentheses: `||` binds less than `&&`, which binds less
+/// than `!`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Top,
+    /// An operand of `&&` or `||`.
+    Operand,
+    /// After `!`.
+    Negated,
+}
+
 impl Condition {
+    /// Writes the condition in the words of the language, with the parentheses its place needs.
+    fn write(&self, out: &mut String, place: Place) {
+        let (cs, op, parens) = match self {
+            Condition::All(cs) => (cs, " && ", place == Place::Negated),
+            Condition::Any(cs) => (cs, " || ", place != Place::Top),
+            Condition::Not(c) => {
+                out.push('!');
+                return c.write(out, Place::Negated);
+            }
+            Condition::Succeeded(j)
+            | Condition::Failed(j)
+            | Condition::Errored(j)
+            | Condition::Skipped(j)
+            | Condition::Cancelled(j)
+            | Condition::Done(j) => {
+                let test = match self {
+                    Condition::Succeeded(_) => OutcomeTest::Succeeded,
+                    Condition::Failed(_) => OutcomeTest::Failed,
+                    Condition::Errored(_) => OutcomeTest::Errored,
+                    Condition::Skipped(_) => OutcomeTest::Skipped,
+                    Condition::Cancelled(_) => OutcomeTest::Cancelled,
+                    _ => OutcomeTest::Done,
+                };
+                out.push_str(j);
+                out.push('.');
+                out.push_str(test.word().unwrap_or_default());
+                return;
+            }
+        };
+        if parens {
+            out.push('(');
+        }
+        for (i, c) in cs.iter().enumerate() {
+            if i > 0 {
+                out.push_str(op);
+            }
+            c.write(out, Place::Operand);
+        }
+        if parens {
+            out.push(')');
+        }
+    }
+
     /// The job names this condition mentions, left to right.
     pub fn jobs<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {

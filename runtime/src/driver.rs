@@ -11,7 +11,9 @@
 //! flight are started again (the executor adopts or kills what the earlier start left), and
 //! decisions that were taken but not recorded are recorded.
 
-use crate::event::{millis, millis_of, AttemptResult, Decision, EventKind, Reason, RunEvent};
+use crate::event::{
+    millis, millis_of, AttemptResult, Decision, EventKind, GiveUp, Reason, RunEvent,
+};
 use crate::executor::{AttemptSpec, ExecEvent, Executor};
 use crate::log::{LogKey, LogSink};
 use crate::record::Run;
@@ -140,8 +142,9 @@ pub struct Driver<'p> {
     timer_seq: u64,
     /// Cancels taken so far (`CancelRequested` events).
     cancels: u32,
-    /// Cancels asked for before [`Driver::begin`], taken by it.
+    /// Cancels asked for before [`Driver::begin`], taken by it, and the run given up.
     queued_cancels: u32,
+    queued_give_up: Option<GiveUp>,
     kill_grace: Option<Duration>,
     log_cap: Option<u64>,
     actions: Vec<Action>,
@@ -184,6 +187,7 @@ impl<'p> Driver<'p> {
             timer_seq: 0,
             cancels: 0,
             queued_cancels: 0,
+            queued_give_up: None,
             kill_grace: options.kill_grace,
             log_cap: options.log_cap,
             actions: Vec::new(),
@@ -269,10 +273,26 @@ impl<'p> Driver<'p> {
                     d.scheduler.cancel(&mut actions);
                     note(&mut actions, &mut launched);
                 }
+                EventKind::RunGivenUp { .. } => {
+                    d.scheduler.give_up(&mut actions);
+                    note(&mut actions, &mut launched);
+                }
                 EventKind::JobDecided { job, .. } => {
                     decided.insert(*job);
                 }
                 EventKind::RunFinished { .. } => finished = true,
+                EventKind::RunRetried { jobs } => {
+                    // A new round: nothing is in flight, the retried jobs are undecided, and
+                    // the next `RunStarted` starts the scheduler again.
+                    d.scheduler.reopen(jobs);
+                    d.started = false;
+                    d.cancels = 0;
+                    launched.clear();
+                    in_flight.clear();
+                    retry_at.clear();
+                    decided.retain(|&j| matches!(d.scheduler.state(j), JobState::Done(_)));
+                    finished = false;
+                }
                 EventKind::RunStarted { .. } => {
                     if !d.started {
                         d.started = true;
@@ -337,7 +357,7 @@ impl<'p> Driver<'p> {
         self.begun = true;
         let fresh = !self.started;
         if fresh {
-            self.take_queued_cancels(now);
+            self.take_queued(now);
         }
         self.emit(
             EventKind::RunStarted {
@@ -352,7 +372,7 @@ impl<'p> Driver<'p> {
             self.started = true;
             self.scheduler.start(&mut self.actions);
         } else {
-            self.take_queued_cancels(now);
+            self.take_queued(now);
         }
         for (job, attempt, handle) in std::mem::take(&mut self.earlier) {
             if self.scheduler.is_cancelled(job) {
@@ -375,9 +395,12 @@ impl<'p> Driver<'p> {
         self.settle(now);
     }
 
-    fn take_queued_cancels(&mut self, now: Now) {
+    fn take_queued(&mut self, now: Now) {
         for _ in 0..std::mem::take(&mut self.queued_cancels) {
             self.request_cancel(now);
+        }
+        if let Some(why) = self.queued_give_up.take() {
+            self.request_give_up(why, now);
         }
     }
 
@@ -480,7 +503,11 @@ impl<'p> Driver<'p> {
         match live.stop {
             Some(StopReason::Cancel) => {
                 result.end = AttemptEnd::Cancelled;
-                result.reason = Some(Reason::Cancelled);
+                result.reason = Some(if self.is_given_up() {
+                    Reason::GivenUp
+                } else {
+                    Reason::Cancelled
+                });
             }
             Some(StopReason::Timeout) => {
                 result.end = AttemptEnd::Failed;
@@ -529,8 +556,27 @@ impl<'p> Driver<'p> {
         self.settle(now);
     }
 
-    /// How many cancels the run has taken (its `CancelRequested` events, or queued for
-    /// [`Driver::begin`]).
+    /// Gives the run up: it is not driven any more (see [`EventKind::RunGivenUp`]). Before
+    /// [`Driver::begin`], it waits for it, like a cancel.
+    pub fn give_up(&mut self, why: GiveUp, now: Now) {
+        if !self.begun {
+            self.queued_give_up = Some(why);
+            return;
+        }
+        self.request_give_up(why, now);
+        self.settle(now);
+    }
+
+    fn request_give_up(&mut self, why: GiveUp, now: Now) {
+        if self.scheduler.is_finished() {
+            return;
+        }
+        self.emit(EventKind::RunGivenUp { why }, now);
+        self.scheduler.give_up(&mut self.actions);
+    }
+
+    /// How many cancels the run has taken since it was last retried (its `CancelRequested`
+    /// events, and those queued for [`Driver::begin`]).
     pub fn cancels(&self) -> u32 {
         self.cancels + self.queued_cancels
     }
@@ -629,6 +675,10 @@ impl<'p> Driver<'p> {
 
     // ------------------------------------------------------------ internals
 
+    fn is_given_up(&self) -> bool {
+        self.scheduler.outcome_so_far() == RunOutcome::Errored
+    }
+
     fn is_live(&self, job: JobId, attempt: u32) -> bool {
         matches!(self.live.get(job), Some(Some(l)) if l.attempt == attempt)
     }
@@ -641,7 +691,7 @@ impl<'p> Driver<'p> {
     fn emit(&mut self, kind: EventKind, now: Now) {
         self.seq += 1;
         // Milliseconds, as events are stored: a replayed document equals the live one.
-        let at = millis::from_millis(millis::to_millis(now.wall));
+        let at = millis::whole(now.wall);
         let event = RunEvent {
             seq: self.seq,
             at,
@@ -697,6 +747,7 @@ impl<'p> Driver<'p> {
         let started = !self.run.jobs[job].attempts.is_empty();
         match outcome {
             Outcome::Skipped => Some(Decision::ConditionFalse),
+            Outcome::Cancelled if self.is_given_up() => Some(Decision::GivenUp { started }),
             Outcome::Cancelled if self.cancels > 0 => Some(Decision::Cancelled { started }),
             Outcome::Cancelled => Some(Decision::FailFast { started }),
             _ => None,
@@ -747,6 +798,7 @@ fn finally_env(s: &Scheduler, names: &[&str], job: &ir::Job) -> Vec<(&'static st
         RunOutcome::Succeeded => "succeeded",
         RunOutcome::Failed => "failed",
         RunOutcome::Cancelled => "cancelled",
+        RunOutcome::Errored => "errored",
     };
     let failed: Vec<&str> = s.failed_jobs().iter().map(|&j| names[j]).collect();
     vec![

@@ -70,6 +70,34 @@ pub enum EventKind {
     },
     /// Every job is decided.
     RunFinished { outcome: RunOutcome },
+    /// The run is given up: its workers kept stopping while they drove it. What may still run
+    /// of its attempts is abandoned, nothing more starts (not even `finally` jobs), and it ends
+    /// errored.
+    RunGivenUp { why: GiveUp },
+    /// The finished run was retried (written by the store, not a driver): `jobs` are undecided
+    /// again and run anew, continuing their attempts' numbering; the others keep their outcome
+    /// (see [`crate::scheduler::jobs_to_retry`]). The run waits for a worker again.
+    RunRetried { jobs: Vec<JobId> },
+}
+
+/// Why a run was given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum GiveUp {
+    /// Its workers stopped (their leases expired and the run was taken over) this many times
+    /// while driving it.
+    WorkerStopped { times: u32 },
+}
+
+impl fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GiveUp::WorkerStopped { times } => write!(
+                f,
+                "its worker stopped {times} times while driving it; not taken over again"
+            ),
+        }
+    }
 }
 
 /// Why a job was decided without (another) attempt.
@@ -82,6 +110,8 @@ pub enum Decision {
     Cancelled { started: bool },
     /// `fail_fast` stopped the run after a failure.
     FailFast { started: bool },
+    /// The run was given up (see [`GiveUp`]).
+    GivenUp { started: bool },
 }
 
 impl fmt::Display for Decision {
@@ -103,6 +133,9 @@ impl fmt::Display for Decision {
                 "fail_fast stopped the run after a failure, {}",
                 when(*started)
             ),
+            Decision::GivenUp { started } => {
+                write!(f, "the run was given up {}", when(*started))
+            }
         }
     }
 }
@@ -193,6 +226,8 @@ pub enum Reason {
     TimedOut(String),
     /// The run was cancelled while the attempt ran.
     Cancelled,
+    /// The run was given up while the attempt ran (see [`GiveUp`]).
+    GivenUp,
     /// The executor could not start the attempt.
     CouldNotStart(String),
     /// The pod waited for something that does not resolve by itself, past the grace period.
@@ -214,6 +249,7 @@ impl fmt::Display for Reason {
             Reason::Abnormal => f.write_str("ended abnormally"),
             Reason::TimedOut(limit) => write!(f, "timed out after {limit}"),
             Reason::Cancelled => f.write_str("cancelled"),
+            Reason::GivenUp => f.write_str("the run was given up"),
             Reason::CouldNotStart(why) => f.write_str(why),
             Reason::PodCouldNotStart(w) => write!(f, "the pod could not start: {w}"),
             Reason::JobFailed { reason, message } => {
@@ -263,6 +299,11 @@ pub mod millis {
 
     pub fn from_millis(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// The time as events keep it: in whole milliseconds.
+    pub fn whole(t: SystemTime) -> SystemTime {
+        from_millis(to_millis(t))
     }
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -4,7 +4,7 @@
 //! with attempts, exit codes and times added).
 
 use crate::event::{EventKind, RunEvent};
-use crate::scheduler::{AttemptEnd, Outcome, RunOutcome};
+use crate::scheduler::{AttemptEnd, JobId, Outcome, RunOutcome};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
@@ -59,6 +59,7 @@ impl From<RunOutcome> for Status {
             RunOutcome::Succeeded => Status::Successful,
             RunOutcome::Failed => Status::Failed,
             RunOutcome::Cancelled => Status::Cancelled,
+            RunOutcome::Errored => Status::Errored,
         }
     }
 }
@@ -86,6 +87,9 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     #[schemars(with = "Option<String>")]
     pub finished_at: Option<SystemTime>,
+    /// Why the run ended as it did, when its jobs do not say (a run given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub jobs: Vec<JobRecord>,
 }
 
@@ -106,6 +110,9 @@ pub struct JobRecord {
     /// The fan-out job this one is an instance of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// What the job waits for, in the words of the language (`build && test.failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// The last attempt's exit code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -118,6 +125,10 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     #[schemars(with = "Option<String>")]
     pub finished_at: Option<SystemTime>,
+    /// When the job reached its outcome (after its last attempt, or without running).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
+    pub decided_at: Option<SystemTime>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -147,7 +158,10 @@ impl Run {
         let jobs = pipeline
             .jobs
             .iter()
-            .map(|(n, j)| JobRecord::new(n.clone(), j.group.clone()))
+            .map(|(n, j)| JobRecord {
+                condition: j.condition_text(),
+                ..JobRecord::new(n.clone(), j.group.clone())
+            })
             .collect();
         Run {
             kind: "Run".to_string(),
@@ -159,6 +173,7 @@ impl Run {
             status: Status::Pending,
             started_at: None,
             finished_at: None,
+            reason: None,
             jobs,
         }
     }
@@ -246,6 +261,7 @@ impl Run {
                 };
                 rec.status = (*outcome).into();
                 rec.finished_at = Some(at);
+                rec.decided_at = Some(at);
                 if let Some(why) = why {
                     rec.exit_code = None;
                     rec.reason = Some(why.to_string());
@@ -256,7 +272,29 @@ impl Run {
                 self.status = (*outcome).into();
                 self.finished_at = Some(at);
             }
+            EventKind::RunRetried { jobs } => {
+                for &job in jobs {
+                    if let Some(rec) = self.jobs.get_mut(job) {
+                        rec.status = Status::Pending;
+                        rec.exit_code = None;
+                        rec.reason = None;
+                        rec.finished_at = None;
+                        rec.decided_at = None;
+                    }
+                }
+                self.status = Status::Pending;
+                self.finished_at = None;
+                self.reason = None;
+            }
+            EventKind::RunGivenUp { why } => self.reason = Some(why.to_string()),
         }
+    }
+
+    /// The jobs a retry of this run runs again (see [`crate::scheduler::jobs_to_retry`]).
+    pub fn jobs_to_retry(&self, pipeline: &chainr_compiler::ir::Pipeline) -> Vec<JobId> {
+        crate::scheduler::jobs_to_retry(pipeline, |j| {
+            self.jobs.get(j).map(|r| r.status) == Some(Status::Successful)
+        })
     }
 }
 
@@ -266,10 +304,12 @@ impl JobRecord {
             name,
             status: Status::Pending,
             group,
+            condition: None,
             exit_code: None,
             reason: None,
             started_at: None,
             finished_at: None,
+            decided_at: None,
             attempts: Vec::new(),
         }
     }

@@ -44,6 +44,8 @@ pub enum RunOutcome {
     Succeeded,
     Failed,
     Cancelled,
+    /// The run could not be driven, and was given up ([`Scheduler::give_up`]).
+    Errored,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +102,9 @@ pub struct Scheduler {
     remaining: Vec<u32>,
     state: Vec<JobState>,
     attempts: Vec<u32>,
+    /// Attempts made before the run was last reopened ([`Scheduler::reopen`]): retries are
+    /// counted from there.
+    attempts_before: Vec<u32>,
     ready: VecDeque<JobId>,
     running: usize,
     concurrency: usize,
@@ -113,8 +118,10 @@ pub struct Scheduler {
     /// fail_fast tripped: no new non-finally job starts.
     stopping: bool,
     cancelled: bool,
-    /// Cancelled a second time: finally jobs do not run either.
+    /// Cancelled a second time, or given up: finally jobs do not run either.
     terminated: bool,
+    /// Given up: the run ends errored.
+    given_up: bool,
     /// Nothing is launched before [`Scheduler::start`].
     started: bool,
     finished: bool,
@@ -201,6 +208,7 @@ impl Scheduler {
             remaining,
             state: vec![JobState::Pending; n],
             attempts: vec![0; n],
+            attempts_before: vec![0; n],
             ready: VecDeque::new(),
             running: 0,
             concurrency: limit,
@@ -212,6 +220,7 @@ impl Scheduler {
             stopping: false,
             cancelled: false,
             terminated: false,
+            given_up: false,
             started: false,
             finished: false,
         })
@@ -247,16 +256,18 @@ impl Scheduler {
             AttemptEnd::Cancelled => Outcome::Cancelled,
         };
         let attempt = self.attempts[job];
+        // This round's attempts: a retried run gives each job its retries again.
+        let tries = attempt - self.attempts_before[job];
         let retryable = matches!(outcome, Outcome::Failed | Outcome::Errored);
         // Once the run is cancelled or fail_fast has tripped, a failed attempt is not retried.
         let stopped =
             self.terminated || ((self.cancelled || self.stopping) && !self.jobs[job].finally);
         let mut decided = Vec::new();
-        if retryable && attempt <= self.jobs[job].retries && !stopped {
+        if retryable && tries <= self.jobs[job].retries && !stopped {
             self.state[job] = JobState::Backoff;
             let delay = self.jobs[job]
                 .backoff
-                .saturating_mul(1u32 << (attempt - 1).min(16))
+                .saturating_mul(1u32 << (tries - 1).min(16))
                 .min(MAX_BACKOFF);
             out.push(Action::Retry {
                 job,
@@ -289,10 +300,27 @@ impl Scheduler {
         let second = self.cancelled;
         self.cancelled = true;
         self.terminated = second;
+        self.stop(out);
+    }
+
+    /// Gives the run up (it cannot be driven): as after a second cancel, running jobs are
+    /// killed and nothing more starts, not even `finally` jobs; the run ends errored. May come
+    /// before [`Scheduler::start`], like a cancel.
+    pub fn give_up(&mut self, out: &mut Vec<Action>) {
+        if self.finished {
+            return;
+        }
+        self.cancelled = true;
+        self.terminated = true;
+        self.given_up = true;
+        self.stop(out);
+    }
+
+    /// Kills the running jobs the run's cancels stop and cancels those that have not started.
+    fn stop(&mut self, out: &mut Vec<Action>) {
         let mut decided = Vec::new();
         for job in 0..self.jobs.len() {
-            let hit = second || !self.jobs[job].finally;
-            if !hit {
+            if !self.is_cancelled(job) {
                 continue;
             }
             match self.state[job] {
@@ -307,8 +335,49 @@ impl Scheduler {
         self.settle(decided, out);
     }
 
-    /// Whether the run's cancels stop `job`: every job after a second cancel, all but `finally`
-    /// jobs after the first.
+    /// Reopens a finished run for a retry: `jobs` (see [`jobs_to_retry`]) are undecided again,
+    /// keeping their attempt counts (the next attempt continues the numbering) but with their
+    /// retries afresh; the other jobs keep their outcomes. Cancels, giving up and fail_fast are
+    /// forgotten.
+    /// Then [`Scheduler::start`] launches what can run, as for a new run. A run that has not
+    /// finished is not reopened.
+    pub fn reopen(&mut self, jobs: &[JobId]) {
+        if !self.finished {
+            return;
+        }
+        for &j in jobs {
+            if j < self.jobs.len() {
+                self.state[j] = JobState::Pending;
+            }
+        }
+        self.attempts_before.clone_from(&self.attempts);
+        let done = |s: &JobState| matches!(s, JobState::Done(_));
+        self.remaining.iter_mut().for_each(|r| *r = 0);
+        for k in 0..self.jobs.len() {
+            if !done(&self.state[k]) {
+                for &j in &self.dependents[k] {
+                    self.remaining[j] += 1;
+                }
+            }
+        }
+        self.done = self.state.iter().filter(|s| done(s)).count();
+        self.others_left = (0..self.jobs.len())
+            .filter(|&j| !self.jobs[j].finally && !done(&self.state[j]))
+            .count();
+        let state = &self.state;
+        self.failed.retain(|&j| done(&state[j]));
+        self.run_failed = self.failed.iter().any(|&j| !self.jobs[j].allow_failure);
+        self.ready.clear();
+        self.stopping = false;
+        self.cancelled = false;
+        self.terminated = false;
+        self.given_up = false;
+        self.started = false;
+        self.finished = false;
+    }
+
+    /// Whether the run's cancels stop `job`: every job after a second cancel (or when the run
+    /// was given up), all but `finally` jobs after the first.
     pub fn is_cancelled(&self, job: JobId) -> bool {
         self.terminated || (self.cancelled && !self.jobs[job].finally)
     }
@@ -327,7 +396,9 @@ impl Scheduler {
 
     /// The run's outcome so far (what `finally` jobs see as `CHAINR_RUN_STATUS`).
     pub fn outcome_so_far(&self) -> RunOutcome {
-        if self.cancelled {
+        if self.given_up {
+            RunOutcome::Errored
+        } else if self.cancelled {
             RunOutcome::Cancelled
         } else if self.run_failed {
             RunOutcome::Failed
@@ -483,6 +554,39 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The jobs a retry of a finished run runs again: every job that did not succeed, every job
+/// whose condition names one of those (its outcome was decided on one that may change), and
+/// so on, and, when any job runs again, the `finally` jobs (they wait for every other job). The
+/// others keep their outcome. `succeeded(job)` tells whether a job succeeded.
+pub fn jobs_to_retry(pipeline: &ir::Pipeline, succeeded: impl Fn(JobId) -> bool) -> Vec<JobId> {
+    let n = pipeline.jobs.len();
+    let mut dependents: Vec<Vec<JobId>> = vec![Vec::new(); n];
+    for (j, job) in pipeline.jobs.values().enumerate() {
+        for k in job
+            .needs()
+            .filter_map(|name| pipeline.jobs.get_index_of(name))
+        {
+            dependents[k].push(j);
+        }
+    }
+    let mut again: Vec<bool> = (0..n).map(|j| !succeeded(j)).collect();
+    if again.contains(&true) {
+        for (j, job) in pipeline.jobs.values().enumerate() {
+            again[j] |= job.finally;
+        }
+    }
+    let mut work: Vec<JobId> = (0..n).filter(|&j| again[j]).collect();
+    while let Some(k) = work.pop() {
+        for &j in &dependents[k] {
+            if !again[j] {
+                again[j] = true;
+                work.push(j);
+            }
+        }
+    }
+    (0..n).filter(|&j| again[j]).collect()
 }
 
 impl Cond {

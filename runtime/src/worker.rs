@@ -1,9 +1,12 @@
 //! A worker: claims runs from the store, drives each with the one run loop (continuing it from
 //! its stored events when another worker had it before), renews the run's lease while it works,
 //! and hands runs back at once when it is told to stop. A worker whose lease was lost stops
-//! driving that run: another worker has it now, and its writes would be refused anyway.
+//! driving that run: another worker has it now, and its writes would be refused anyway. A run
+//! whose workers kept dying while they drove it (taken over more than
+//! [`WorkerOptions::max_takeovers`] times) is given up: finished as errored, not driven again.
 
 use crate::driver::{drive, Command, DriveError, Driver, DriverOptions, Now, PublishError};
+use crate::event::GiveUp;
 use crate::executor::{Executor, InstantExecutor, Script, Starts};
 use crate::log::LogSink;
 use crate::scheduler::AttemptEnd;
@@ -31,6 +34,9 @@ pub struct WorkerOptions {
     pub log_cap: Option<u64>,
     /// How often the store is asked whether a run being driven was cancelled.
     pub poll: Duration,
+    /// A run taken over more times than this (its workers kept stopping while they drove it)
+    /// is given up: finished as errored rather than driven again.
+    pub max_takeovers: u32,
 }
 
 impl WorkerOptions {
@@ -44,6 +50,7 @@ impl WorkerOptions {
             concurrency: None,
             log_cap: Some(crate::log::DEFAULT_LOG_CAP),
             poll: Duration::from_millis(250),
+            max_takeovers: 3,
         }
     }
 }
@@ -140,6 +147,12 @@ pub async fn drive_claimed<X: Executors>(
         Ok(d) => d,
         Err(e) => return give_back(&*store, &lease, e.to_string()).await,
     };
+    if lease.takeovers > options.max_takeovers {
+        let why = GiveUp::WorkerStopped {
+            times: lease.takeovers,
+        };
+        driver.give_up(why, Now::current());
+    }
     let mut journal = Journal {
         store: store.clone(),
         lease: lease.clone(),
@@ -186,7 +199,11 @@ pub async fn drive_claimed<X: Executors>(
         () = poll => unreachable!("polling for cancels goes on while the run is driven"),
         _ = stopped => {
             let _ = store.release(&lease).await;
-            Held::HandedBack
+            // Told to stop as the run's last events were being stored: it finished all the same.
+            match store.get(&lease.run).await {
+                Ok(Some(stored)) if stored.run.status.is_terminal() => Held::Finished,
+                _ => Held::HandedBack,
+            }
         }
     }
 }

@@ -55,6 +55,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::runs::list, crate::runs::submit))
         .routes(routes!(crate::runs::get))
         .routes(routes!(crate::runs::cancel))
+        .routes(routes!(crate::runs::retry))
         .routes(routes!(crate::events::all_events))
         .routes(routes!(crate::runs::check))
         .routes(routes!(crate::logs::logs))

@@ -214,6 +214,33 @@ pub async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(RunView::of(stored))).into_response())
 }
 
+/// Retries a finished run: the same run continues. Jobs that did not succeed run again (their
+/// attempt numbers go on), with the jobs whose conditions depend on them and the `finally`
+/// jobs; succeeded jobs are kept.
+#[utoipa::path(post, path = "/api/runs/{uid}/retry", tag = "runs",
+    params(("uid" = String, Path, description = "The run's uid")),
+    responses(
+        (status = 202, description = "Queued again", body = crate::openapi::RunSchema),
+        (status = 403, description = "The token may only read", body = ErrorBody),
+        (status = 404, description = "No run has this uid", body = ErrorBody),
+        (status = 409, description = "The run is still going", body = ErrorBody),
+    ))]
+pub async fn retry(
+    State(app): State<App>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write, "retrying a run")?;
+    app.store.retry(&uid).await?;
+    tracing::info!(run = %uid, by = ?caller.name, "retry requested");
+    let stored = app
+        .store
+        .get(&uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    Ok((StatusCode::ACCEPTED, Json(RunView::of(stored))).into_response())
+}
+
 /// `?param=NAME=VALUE`, repeatable: values of a `.chainr` pipeline's params. (It documents
 /// the query; `params_of` reads it, as repeated keys need.)
 #[allow(dead_code)]

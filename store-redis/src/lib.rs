@@ -14,6 +14,7 @@
 //!   their lease expired);
 //! - `PREFIX:change`: counter, the last change id; `PREFIX:changes`: sorted set, the feed of every
 //!   run's changes, `SEQ:ID` by change id;
+//! - `PREFIX:finished`: sorted set of the finished runs by the time they finished (retention);
 //! - `PREFIX:run:{ID}`: hash, the run (pipeline, document snapshot, status, last event number,
 //!   lease token, holder and expiry, take-overs);
 //! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`);
@@ -29,21 +30,32 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    retry_events, status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError,
+    StoredRun,
 };
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, ScriptInvocation};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The Run document snapshot is rewritten after this many events (a read folds the rest).
 pub const SNAPSHOT_EVERY: u64 = 200;
 
-/// Adds a change to the feed: the next id from the counter, the member `SEQ:RUN` (0: the run
-/// was created). Every script that creates a run or appends events writes its changes so.
-const CHANGE: &str = r#"
+/// What the scripts that write a run share. `change` adds a change to the feed: the next id
+/// from the counter, the member `SEQ:RUN` (0: the run was created); every script that creates a
+/// run or appends events writes its changes so. `set_status` moves the run between the status
+/// sets.
+const WRITES: &str = r#"
 local function change(counter, feed, seq, run)
   redis.call('ZADD', feed, redis.call('INCR', counter), seq .. ':' .. run)
+end
+local function set_status(run, prefix, id, status)
+  local old = redis.call('HGET', run, 'status')
+  if old ~= status then
+    redis.call('ZREM', prefix .. old, id)
+    redis.call('ZADD', prefix .. status, redis.call('HGET', run, 'order'), id)
+    redis.call('HSET', run, 'status', status)
+  end
 end
 "#;
 
@@ -110,9 +122,9 @@ return 1
 "#;
 
 const APPEND: &str = r#"
--- KEYS: run hash, events list, queue, status set prefix, change counter, changes.
--- ARGV: token, first seq, new status (or ""), finished (0/1), snapshot (or ""), snapshot seq,
---       run id, event bodies...
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes, finished.
+-- ARGV: token, first seq, new status (or ""), when the run finished (ms, or ""), snapshot (or
+--       ""), snapshot seq, run id, event bodies...
 if not held then return {-1, 0} end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
 if tonumber(ARGV[2]) ~= last + 1 then return {-2, last + 1} end
@@ -122,23 +134,53 @@ for i = 8, #ARGV do
   change(KEYS[5], KEYS[6], last + i - 7, ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'last_seq', last + n)
-if ARGV[3] ~= '' then
-  local old = redis.call('HGET', KEYS[1], 'status')
-  if old ~= ARGV[3] then
-    local order = redis.call('HGET', KEYS[1], 'order')
-    redis.call('ZREM', KEYS[4] .. old, ARGV[7])
-    redis.call('ZADD', KEYS[4] .. ARGV[3], order, ARGV[7])
-    redis.call('HSET', KEYS[1], 'status', ARGV[3])
-  end
-end
-if ARGV[4] == '1' then
+if ARGV[3] ~= '' then set_status(KEYS[1], KEYS[4], ARGV[7], ARGV[3]) end
+if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'finished', 1)
   redis.call('ZREM', KEYS[3], ARGV[7])
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[7])
 end
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'doc', ARGV[5], 'doc_seq', ARGV[6])
 end
 return {0, last + n}
+"#;
+
+const RETRY: &str = r#"
+-- KEYS: run hash, events list, queue, status set prefix, change counter, changes, finished.
+-- ARGV: the last seq read, run id, the event's body. Not fenced: anyone may ask; a run that
+-- changed since it was read (-2, -3) is read again.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'finished') ~= '1' then return -2 end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_seq'))
+if last ~= tonumber(ARGV[1]) then return -3 end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+change(KEYS[5], KEYS[6], last + 1, ARGV[2])
+set_status(KEYS[1], KEYS[4], ARGV[2], 'PENDING')
+redis.call('HSET', KEYS[1], 'last_seq', last + 1, 'finished', 0, 'takeovers', 0, 'cancels', 0)
+redis.call('HDEL', KEYS[1], 'lease_token', 'lease_worker', 'lease_expires')
+redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'order'), ARGV[2])
+redis.call('ZREM', KEYS[7], ARGV[2])
+return 0
+"#;
+
+const PRUNE: &str = r#"
+-- KEYS: run hash, events list, logs hash, runs, status set prefix, pipeline set prefix,
+--       finished, changes, then the run's log keys. ARGV: run id.
+-- A run that is not finished (retried since it was chosen) is kept.
+if redis.call('HGET', KEYS[1], 'finished') ~= '1' then return 0 end
+local id = ARGV[1]
+local pipeline = redis.call('HGET', KEYS[1], 'pipeline_name')
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZREM', KEYS[5] .. redis.call('HGET', KEYS[1], 'status'), id)
+if pipeline and pipeline ~= '' then redis.call('ZREM', KEYS[6] .. pipeline, id) end
+redis.call('ZREM', KEYS[7], id)
+for seq = 0, tonumber(redis.call('HGET', KEYS[1], 'last_seq')) do
+  redis.call('ZREM', KEYS[8], seq .. ':' .. id)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
 "#;
 
 const CANCEL: &str = r#"
@@ -158,6 +200,8 @@ pub struct RedisStore {
     renew: Script,
     release: Script,
     append: Script,
+    retry: Script,
+    prune: Script,
     cancel: Script,
 }
 
@@ -195,11 +239,13 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             prefix: prefix.to_string(),
-            create: Script::new(&format!("{CHANGE}\n{CREATE}")),
+            create: Script::new(&format!("{WRITES}\n{CREATE}")),
             claim: Script::new(CLAIM),
             renew: fenced(RENEW),
             release: fenced(RELEASE),
-            append: fenced(&format!("{CHANGE}\n{APPEND}")),
+            append: fenced(&format!("{WRITES}\n{APPEND}")),
+            retry: Script::new(&format!("{WRITES}\n{RETRY}")),
+            prune: Script::new(PRUNE),
             cancel: Script::new(CANCEL),
         })
     }
@@ -240,6 +286,22 @@ impl RedisStore {
             run.apply(&e);
         }
         Ok(run)
+    }
+
+    /// The keys of a script that writes a run's events: the run's hash and events, the queue,
+    /// the status sets' prefix, the feed's counter and set, the finished runs.
+    fn event_keys<'c, 'a>(
+        &self,
+        call: &'c mut ScriptInvocation<'a>,
+        id: &str,
+    ) -> &'c mut ScriptInvocation<'a> {
+        call.key(self.run_key(id))
+            .key(self.events_key(id))
+            .key(self.key("queue"))
+            .key(self.key("status:"))
+            .key(self.key("change"))
+            .key(self.key("changes"))
+            .key(self.key("finished"))
     }
 
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -452,8 +514,9 @@ impl Store for RedisStore {
                 });
             }
         }
-        let (changed, finished) = status_change(events);
-        let status = changed.map_or("", Status::word);
+        let change = status_change(events);
+        let finished = change.finished_at.is_some();
+        let status = change.status.map_or("", Status::word);
         let new_last = first.seq - 1 + events.len() as u64;
         // A new snapshot when the run finishes or enough events passed; the script refuses it
         // unless the events continue from what was read here.
@@ -471,16 +534,16 @@ impl Store for RedisStore {
             snapshot = serde_json::to_string(&run).map_err(corrupt)?;
         }
         let mut call = self.append.prepare_invoke();
-        call.key(self.run_key(&lease.run))
-            .key(self.events_key(&lease.run))
-            .key(self.key("queue"))
-            .key(self.key("status:"))
-            .key(self.key("change"))
-            .key(self.key("changes"))
+        self.event_keys(&mut call, &lease.run)
             .arg(&lease.token)
             .arg(first.seq)
             .arg(status)
-            .arg(if finished { "1" } else { "0" })
+            .arg(
+                change
+                    .finished_at
+                    .map(|t| millis::to_millis(t).to_string())
+                    .unwrap_or_default(),
+            )
             .arg(&snapshot)
             .arg(new_last)
             .arg(&lease.run);
@@ -498,6 +561,99 @@ impl Store for RedisStore {
                 got: first.seq,
             }),
         }
+    }
+
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError> {
+        // Read, decide, write if nothing changed in between; a few times at most.
+        for _ in 0..5 {
+            let stored = self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let events = retry_events(id, &stored, SystemTime::now())?;
+            let mut call = self.retry.prepare_invoke();
+            self.event_keys(&mut call, id)
+                .arg(stored.last_seq)
+                .arg(id)
+                .arg(serde_json::to_string(&events[0]).map_err(corrupt)?);
+            let mut conn = self.conn.clone();
+            let code: i64 = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            match code {
+                0 => return Ok(events),
+                -1 => return Err(StoreError::NotFound(id.to_string())),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "run {id} kept changing while it was being retried"
+        )))
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut chosen = std::collections::BTreeSet::new();
+        if let Some(keep) = keep_runs {
+            let beyond: Vec<String> = conn
+                .zrevrange(
+                    self.key("finished"),
+                    isize::try_from(keep).unwrap_or(isize::MAX),
+                    -1,
+                )
+                .await
+                .map_err(unavailable)?;
+            chosen.extend(beyond);
+        }
+        if let Some(t) = older_than {
+            let old: Vec<String> = conn
+                .zrangebyscore(
+                    self.key("finished"),
+                    "-inf",
+                    format!("({}", millis::to_millis(t)),
+                )
+                .await
+                .map_err(unavailable)?;
+            chosen.extend(old);
+        }
+        let mut deleted = 0;
+        for id in chosen {
+            let Some(stored) = self.get(&id).await? else {
+                continue;
+            };
+            // Every log of the run: those finished, and those of every attempt it records.
+            let logs = self.logs_key(&id);
+            let finished_logs: Vec<String> = conn.hkeys(&logs).await.map_err(unavailable)?;
+            let mut log_keys = std::collections::BTreeSet::new();
+            for field in finished_logs {
+                if let Some((attempt, job)) = field.split_once(':') {
+                    log_keys.insert(self.log_key(&id, job, attempt.parse().unwrap_or(0)));
+                }
+            }
+            for job in &stored.run.jobs {
+                for a in &job.attempts {
+                    log_keys.insert(self.log_key(&id, &job.name, a.attempt));
+                }
+            }
+            let mut call = self.prune.prepare_invoke();
+            call.key(self.run_key(&id))
+                .key(self.events_key(&id))
+                .key(logs)
+                .key(self.key("runs"))
+                .key(self.key("status:"))
+                .key(self.key("pipeline:"))
+                .key(self.key("finished"))
+                .key(self.key("changes"))
+                .arg(&id);
+            for key in log_keys {
+                call.key(key);
+            }
+            let n: usize = call.invoke_async(&mut conn).await.map_err(unavailable)?;
+            deleted += n;
+        }
+        Ok(deleted)
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -591,15 +747,18 @@ fn log_error(e: impl std::fmt::Display) -> LogError {
 }
 
 impl RedisStore {
-    fn log_key(&self, key: &LogKey) -> String {
-        format!(
-            "{}run:{{{}}}:log:{}:{}",
-            self.prefix, key.run, key.attempt, key.job
-        )
+    /// An attempt's output.
+    fn log_key(&self, run: &str, job: &str, attempt: u32) -> String {
+        format!("{}run:{{{run}}}:log:{attempt}:{job}", self.prefix)
     }
 
-    fn logs_key(&self, key: &LogKey) -> String {
-        format!("{}run:{{{}}}:logs", self.prefix, key.run)
+    /// Which of the run's attempts' logs are complete.
+    fn logs_key(&self, run: &str) -> String {
+        format!("{}run:{{{run}}}:logs", self.prefix)
+    }
+
+    fn attempt_log(&self, key: &LogKey) -> String {
+        self.log_key(&key.run, &key.job, key.attempt)
     }
 }
 
@@ -609,7 +768,7 @@ impl LogSink for RedisStore {
     async fn append(&self, key: &LogKey, bytes: &[u8]) -> Result<(), LogError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn
-            .append(self.log_key(key), bytes)
+            .append(self.attempt_log(key), bytes)
             .await
             .map_err(log_error)?;
         Ok(())
@@ -620,9 +779,9 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         let (size,): (u64,) = redis::pipe()
             .atomic()
-            .hset(self.logs_key(key), field, 1)
+            .hset(self.logs_key(&key.run), field, 1)
             .ignore()
-            .strlen(self.log_key(key))
+            .strlen(self.attempt_log(key))
             .query_async(&mut conn)
             .await
             .map_err(log_error)?;
@@ -634,9 +793,9 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         redis::pipe()
             .atomic()
-            .del(self.log_key(key))
+            .del(self.attempt_log(key))
             .ignore()
-            .hdel(self.logs_key(key), field)
+            .hdel(self.logs_key(&key.run), field)
             .ignore()
             .query_async::<()>(&mut conn)
             .await
@@ -648,15 +807,15 @@ impl LogSink for RedisStore {
         let field = format!("{}:{}", key.attempt, key.job);
         let (size, done): (u64, Option<String>) = redis::pipe()
             .atomic()
-            .strlen(self.log_key(key))
-            .hget(self.logs_key(key), field)
+            .strlen(self.attempt_log(key))
+            .hget(self.logs_key(&key.run), field)
             .query_async(&mut conn)
             .await
             .map_err(log_error)?;
         let from = offset.min(size);
         let to = from.saturating_add(max as u64).min(size);
         let bytes: Vec<u8> = if to > from {
-            conn.getrange(self.log_key(key), from as isize, (to - 1) as isize)
+            conn.getrange(self.attempt_log(key), from as isize, (to - 1) as isize)
                 .await
                 .map_err(log_error)?
         } else {

@@ -19,7 +19,8 @@ use chainr_runtime::event::{millis, RunEvent};
 use chainr_runtime::log::{LogChunk, LogError, LogKey, LogSink};
 use chainr_runtime::record::{Run, Status};
 use chainr_runtime::store::{
-    status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun,
+    retry_events, status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError,
+    StoredRun,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     takeovers     INTEGER NOT NULL DEFAULT 0,
     cancels       INTEGER NOT NULL DEFAULT 0,
     finished      INTEGER NOT NULL DEFAULT 0,
+    finished_at   INTEGER,
     lease_token   TEXT,
     lease_worker  TEXT,
     lease_expires INTEGER
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline_name, seq);
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (finished, seq);
+CREATE INDEX IF NOT EXISTS runs_by_finish ON runs (finished, finished_at);
 CREATE TABLE IF NOT EXISTS logs (
     run      TEXT NOT NULL,
     job      TEXT NOT NULL,
@@ -79,10 +82,15 @@ CREATE TABLE IF NOT EXISTS changes (
     run TEXT NOT NULL,
     seq INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS changes_by_run ON changes (run);
 ";
 
-/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table,
+/// 3 `runs.finished_at` (for retention) and the indexes it needs.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Runs deleted per transaction by `prune`, so that other writers wait for no long one.
+const PRUNE_BATCH: i64 = 100;
 
 /// The snapshot of a run's document is rewritten after this many events.
 pub const SNAPSHOT_EVERY: u64 = 200;
@@ -181,6 +189,55 @@ fn current_doc(conn: &Connection, id: &str, doc: &str, doc_seq: i64) -> Result<R
     Ok(run)
 }
 
+/// The run as stored, its document folded from its snapshot and the events after it.
+fn stored_run(conn: &Connection, id: &str) -> Result<Option<StoredRun>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT pipeline, doc, submitter, created_at, last_seq, takeovers, doc_seq
+             FROM runs WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((pipeline, doc, submitter, created, last_seq, takeovers, doc_seq)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(StoredRun {
+        pipeline: serde_json::from_str::<ir::Pipeline>(&pipeline).map_err(corrupt)?,
+        run: current_doc(conn, id, &doc, doc_seq)?,
+        submitter,
+        created_at: millis::from_millis(created.max(0) as u64),
+        last_seq: last_seq.max(0) as u64,
+        takeovers: count(takeovers),
+    }))
+}
+
+/// Inserts events of run `run`, and their changes in the feed.
+fn insert_events(conn: &Connection, run: &str, events: &[RunEvent]) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
+        .map_err(unavailable)?;
+    for e in events {
+        let body = serde_json::to_string(e).map_err(corrupt)?;
+        insert
+            .execute(params![run, e.seq as i64, body])
+            .map_err(unavailable)?;
+        add_change(conn, run, e.seq)?;
+    }
+    Ok(())
+}
+
 /// Adds the change of event `seq` of run `run` (0: its creation) to the feed.
 fn add_change(conn: &Connection, run: &str, seq: u64) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO changes (run, seq) VALUES (?1, ?2)")
@@ -257,40 +314,7 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
         let id = id.to_string();
-        self.with(move |conn| {
-            let row = conn
-                .query_row(
-                    "SELECT pipeline, doc, submitter, created_at, last_seq, takeovers, doc_seq
-                     FROM runs WHERE id = ?1",
-                    params![id],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                            r.get::<_, i64>(6)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(unavailable)?;
-            let Some((pipeline, doc, submitter, created, last_seq, takeovers, doc_seq)) = row
-            else {
-                return Ok(None);
-            };
-            Ok(Some(StoredRun {
-                pipeline: serde_json::from_str::<ir::Pipeline>(&pipeline).map_err(corrupt)?,
-                run: current_doc(conn, &id, &doc, doc_seq)?,
-                submitter,
-                created_at: millis::from_millis(created.max(0) as u64),
-                last_seq: last_seq.max(0) as u64,
-                takeovers: count(takeovers),
-            }))
-        })
-        .await
+        self.with(move |conn| stored_run(conn, &id)).await
     }
 
     async fn events(
@@ -475,25 +499,21 @@ impl Store for SqliteStore {
                     });
                 }
             }
-            let (changed, finished) = status_change(&events);
-            let status = changed.map_or(status, |s| s.word().to_string());
-            {
-                let mut insert = tx
-                    .prepare_cached("INSERT INTO events (run, seq, body) VALUES (?1, ?2, ?3)")
-                    .map_err(unavailable)?;
-                for e in &events {
-                    let body = serde_json::to_string(e).map_err(corrupt)?;
-                    insert
-                        .execute(params![lease.run, e.seq as i64, body])
-                        .map_err(unavailable)?;
-                    add_change(&tx, &lease.run, e.seq)?;
-                }
-            }
+            let change = status_change(&events);
+            let finished = change.finished_at.is_some();
+            let status = change.status.map_or(status, |s| s.word().to_string());
+            insert_events(&tx, &lease.run, &events)?;
             let new_last = last_seq + events.len() as u64;
             tx.execute(
-                "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4)
-                 WHERE id = ?1",
-                params![lease.run, status, new_last as i64, i64::from(finished)],
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = MAX(finished, ?4),
+                 finished_at = COALESCE(?5, finished_at) WHERE id = ?1",
+                params![
+                    lease.run,
+                    status,
+                    new_last as i64,
+                    i64::from(finished),
+                    change.finished_at.map(|t| millis::to_millis(t) as i64)
+                ],
             )
             .map_err(unavailable)?;
             if finished || new_last.saturating_sub(doc_seq.max(0) as u64) >= SNAPSHOT_EVERY {
@@ -509,6 +529,86 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let stored = stored_run(&tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let events = retry_events(&id, &stored, SystemTime::now())?;
+            insert_events(&tx, &id, &events)?;
+            tx.execute(
+                "UPDATE runs SET status = ?2, last_seq = ?3, finished = 0, finished_at = NULL,
+                 takeovers = 0, cancels = 0, lease_token = NULL, lease_worker = NULL,
+                 lease_expires = NULL WHERE id = ?1",
+                params![
+                    id,
+                    Status::Pending.word(),
+                    (stored.last_seq + events.len() as u64) as i64
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        if keep_runs.is_none() && older_than.is_none() {
+            return Ok(0);
+        }
+        let keep = keep_runs.map_or(i64::MAX, |k| i64::try_from(k).unwrap_or(i64::MAX));
+        let before = older_than.map_or(i64::MIN, |t| millis::to_millis(t) as i64);
+        self.with(move |conn| {
+            let mut deleted = 0;
+            loop {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                let ids: Vec<String> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT id FROM (
+                               SELECT id, finished_at,
+                                 ROW_NUMBER() OVER (ORDER BY finished_at DESC, seq DESC) AS newest
+                               FROM runs WHERE finished = 1)
+                             WHERE newest > ?1 OR finished_at < ?2 LIMIT ?3",
+                        )
+                        .map_err(unavailable)?;
+                    let rows = stmt
+                        .query_map(params![keep, before, PRUNE_BATCH], |r| r.get(0))
+                        .map_err(unavailable)?;
+                    rows.collect::<Result<_, _>>().map_err(unavailable)?
+                };
+                if ids.is_empty() {
+                    return Ok(deleted);
+                }
+                for id in &ids {
+                    for (table, column) in [
+                        ("events", "run"),
+                        ("changes", "run"),
+                        ("log_chunks", "run"),
+                        ("logs", "run"),
+                        ("runs", "id"),
+                    ] {
+                        tx.prepare_cached(&format!("DELETE FROM {table} WHERE {column} = ?1"))
+                            .and_then(|mut delete| delete.execute(params![id]))
+                            .map_err(unavailable)?;
+                    }
+                }
+                tx.commit().map_err(unavailable)?;
+                deleted += ids.len();
+            }
         })
         .await
     }

@@ -559,3 +559,89 @@ fn bad_input_never_costs_data_and_the_server_keeps_answering() {
         "SUCCESSFUL"
     );
 }
+
+#[test]
+fn cancel_stops_the_running_job_and_finally_jobs_still_run() {
+    let (d, data) = data_dir();
+    let dir = d.path();
+    let server = Server::start(&["--no-auth", "--data-dir", data.to_str().unwrap()]);
+    let m = p(&dir.join("markers"));
+    let pipeline = format!(
+        r#"{{"kind": "Pipeline", "jobs": {{{}, "cleanup": {{"image": "busybox", "finally": true, "run": "echo cleanup >> {m}"}}}}}}"#,
+        marking_job(dir, "long", 60, None)
+    );
+    let run = uid(&server.post_json("/api/runs", &pipeline));
+    wait_for(Duration::from_secs(20), "the job to start", || {
+        markers(dir).contains(&"start long".to_string())
+    });
+    let pid: i32 = std::fs::read_to_string(dir.join("long.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let a = server.request("POST", &format!("/api/runs/{run}/cancel"), &[], b"");
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    let doc = server.finished(&run, Duration::from_secs(20));
+    assert_eq!(doc["status"], "CANCELLED", "{doc}");
+    let m = markers(dir);
+    assert!(m.contains(&"cleanup".to_string()), "{m:?}");
+    assert!(!m.contains(&"end long".to_string()), "{m:?}");
+    // The job's process is gone (or a zombie nobody reaps), not left running.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state.rsplit_once(") ").map_or("", |(_, rest)| &rest[..1]);
+    assert!(state.is_empty() || state == "Z", "pid {pid} is {state}");
+    // Once finished, a cancel is a conflict.
+    assert_eq!(
+        server
+            .request("POST", &format!("/api/runs/{run}/cancel"), &[], b"")
+            .status,
+        409
+    );
+}
+
+#[test]
+fn a_failed_run_retried_runs_what_failed_and_keeps_what_succeeded() {
+    let (d, data) = data_dir();
+    let dir = d.path();
+    let server = Server::start(&["--no-auth", "--data-dir", data.to_str().unwrap()]);
+    let (m, flag) = (p(&dir.join("markers")), p(&dir.join("flag")));
+    // `flaky` fails the first time it runs and succeeds after.
+    let pipeline = format!(
+        r#"{{"kind": "Pipeline", "jobs": {{
+            "build": {{"image": "busybox", "run": "echo build >> {m}"}},
+            "flaky": {{"image": "busybox", "dependsOn": [{{"job": "build"}}],
+                       "run": "echo flaky >> {m}; if [ -f {flag} ]; then exit 0; fi; touch {flag}; exit 3"}},
+            "deploy": {{"image": "busybox", "dependsOn": [{{"job": "flaky"}}], "run": "echo deploy >> {m}"}}
+        }}}}"#
+    );
+    let run = uid(&server.post_json("/api/runs", &pipeline));
+    let doc = server.finished(&run, Duration::from_secs(20));
+    assert_eq!(doc["status"], "FAILED", "{doc}");
+    assert_eq!(
+        server
+            .request("POST", "/api/runs/nope/retry", &[], b"")
+            .status,
+        404
+    );
+    let a = server.request("POST", &format!("/api/runs/{run}/retry"), &[], b"");
+    assert_eq!(a.status, 202, "{}", String::from_utf8_lossy(&a.body));
+    let doc = server.finished(&run, Duration::from_secs(20));
+    assert_eq!(doc["status"], "SUCCESSFUL", "{doc}");
+    assert_eq!(markers(dir), ["build", "flaky", "flaky", "deploy"]);
+    let flaky = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "flaky")
+        .unwrap();
+    let attempts: Vec<u64> = flaky["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    // The first attempt's log is still there, beside the second's.
+    let log = server.get(&format!("/api/runs/{run}/jobs/flaky/logs?attempt=1"));
+    assert_eq!(log.status, 200);
+}

@@ -278,3 +278,22 @@ fn only_real_kubernetes_name_collisions_are_errors() {
         .collect();
     assert_eq!(codes, ["E0907"]);
 }
+
+#[test]
+fn what_a_job_waits_for_reads_in_the_words_of_the_language() {
+    let src = format!(
+        "pipeline t {{\n  defaults {{ image = \"busybox\" }}\n{AB}job c after a, b.failed {{ run = \"c\" }}\njob d after a, (b.errored || b.cancelled), !(a.done && b.skipped) {{ run = \"d\" }}\njob e after b.errored || b.done && a {{ run = \"e\" }}\n}}\n"
+    );
+    let pipeline = compile(&src, &Params::default()).pipeline.unwrap();
+    let text = |name: &str| pipeline.jobs[name].condition_text();
+    assert_eq!(text("a"), None);
+    assert_eq!(text("c").as_deref(), Some("a && b.failed"));
+    assert_eq!(
+        text("d").as_deref(),
+        Some("a && (b.errored || b.cancelled) && !(a.done && b.skipped)")
+    );
+    assert_eq!(
+        text("e").as_deref(),
+        Some("b.errored || b.done && a.succeeded")
+    );
+}

@@ -10,7 +10,7 @@
 
 use super::{Cursor, ListQuery, NewRun, Store, StoreError, StoredRun};
 use crate::event::{EventKind, RunEvent};
-use crate::log::MemoryLogs;
+use crate::log::{LogKey, LogSink, MemoryLogs};
 use crate::record::Status;
 use crate::scheduler::{AttemptEnd, JobId, RunOutcome};
 use crate::worker::{work, Held, InstantExecutors, WorkerOptions};
@@ -611,6 +611,212 @@ pub async fn the_feed_misses_nothing_when_writers_interleave(store: &dyn Store) 
     }
 }
 
+pub async fn a_finished_run_is_retried_and_claimed_again(store: &dyn Store) {
+    use crate::event::{AttemptResult, Decision};
+    use crate::scheduler::Outcome;
+    store.create(new_run("r1", "p")).await.unwrap();
+    let refused = |got: Result<Vec<RunEvent>, StoreError>, status: &str| match got {
+        Err(StoreError::Conflict(why)) => assert_eq!(
+            why,
+            format!("run r1 is {status}; only a finished run can be retried")
+        ),
+        other => panic!("a {status} run was retried: {other:?}"),
+    };
+    refused(store.retry("r1").await, "pending");
+    assert!(matches!(
+        store.retry("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let lease = store.claim("w1", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    refused(store.retry("r1").await, "running");
+    store.cancel("r1").await.unwrap();
+    // Job a fails, b and c are skipped, the run fails.
+    let decided = |seq, job, outcome, why| event(seq, EventKind::JobDecided { job, outcome, why });
+    let skipped = Some(Decision::ConditionFalse);
+    let finish = [
+        event(
+            3,
+            EventKind::AttemptEnded {
+                job: 0,
+                attempt: 1,
+                result: AttemptResult::exited(1),
+            },
+        ),
+        decided(4, 0, Outcome::Failed, None),
+        decided(5, 1, Outcome::Skipped, skipped),
+        decided(6, 2, Outcome::Skipped, skipped),
+        event(
+            7,
+            EventKind::RunFinished {
+                outcome: RunOutcome::Failed,
+            },
+        ),
+    ];
+    store.append(&lease, &finish).await.unwrap();
+    let retried = store.retry("r1").await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].seq, 8);
+    assert_eq!(
+        retried[0].kind,
+        EventKind::RunRetried {
+            jobs: vec![0, 1, 2]
+        }
+    );
+    let got = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(got.last_seq, 8);
+    assert_eq!(got.run.status, Status::Pending);
+    assert_eq!(got.run.finished_at, None);
+    assert!(got.run.jobs.iter().all(|j| j.status == Status::Pending));
+    assert_eq!(got.run.jobs[0].attempts.len(), 1, "attempts are kept");
+    assert_eq!(store.events("r1", 7, 10).await.unwrap(), retried);
+    let last = store
+        .feed(store.last_change().await.unwrap() - 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (last[0].run.as_str(), last[0].event.as_ref()),
+        ("r1", Some(&retried[0]))
+    );
+    assert_eq!(
+        store.cancel_requests("r1").await.unwrap(),
+        0,
+        "cancels start afresh"
+    );
+    let listed = |status| async move {
+        let query = ListQuery {
+            limit: 10,
+            status: Some(status),
+            ..Default::default()
+        };
+        let page = store.list(&query).await.unwrap();
+        page.runs.len()
+    };
+    assert_eq!(
+        (listed(Status::Pending).await, listed(Status::Failed).await),
+        (1, 0)
+    );
+    refused(store.retry("r1").await, "pending");
+    // The lease held before is gone: the run is claimed again at once, and not as a take-over.
+    assert!(matches!(
+        store.append(&lease, &started(9, 0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let again = store.claim("w2", TTL).await.unwrap().expect("queued again");
+    assert_eq!((again.run.as_str(), again.takeovers), ("r1", 0));
+    store.append(&again, &started(9, 0)).await.unwrap();
+    assert_eq!(listed(Status::Running).await, 1);
+    assert_eq!(
+        store.get("r1").await.unwrap().unwrap().run.jobs[0]
+            .attempts
+            .len(),
+        1
+    );
+}
+
+/// Creates run `id` and finishes it at `at` (the only run waiting for a worker).
+async fn finished_run(store: &dyn Store, id: &str, at: SystemTime) {
+    store.create(new_run(id, "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().expect("the run waits");
+    assert_eq!(lease.run, id);
+    let mut events = started(1, 0);
+    events.push(RunEvent {
+        seq: 3,
+        at,
+        kind: EventKind::RunFinished {
+            outcome: RunOutcome::Succeeded,
+        },
+    });
+    store.append(&lease, &events).await.unwrap();
+    store.release(&lease).await.unwrap();
+}
+
+pub async fn prune_deletes_finished_runs_beyond_the_newest_and_the_old(store: &dyn Store) {
+    let t = |s: u64| crate::event::millis::from_millis(1_700_000_000_000 + s * 1000);
+    // Finished out of their creation order: the newest by finish time are r3, then r0.
+    for (id, at) in [("r0", t(2)), ("r1", t(0)), ("r2", t(1)), ("r3", t(3))] {
+        finished_run(store, id, at).await;
+    }
+    store.create(new_run("running", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    store.append(&lease, &started(1, 0)).await.unwrap();
+    store.create(new_run("pending", "p")).await.unwrap();
+    let last_change = store.last_change().await.unwrap();
+    let ids = || async {
+        let query = ListQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let page = store.list(&query).await.unwrap();
+        let ids: Vec<String> = page.runs.iter().map(|r| r.metadata.uid.clone()).collect();
+        ids
+    };
+    assert_eq!(store.prune(None, None).await.unwrap(), 0);
+    assert_eq!(store.prune(Some(2), None).await.unwrap(), 2);
+    assert_eq!(ids().await, ["pending", "running", "r3", "r0"]);
+    for gone in ["r1", "r2"] {
+        assert!(store.get(gone).await.unwrap().is_none());
+        assert!(matches!(
+            store.events(gone, 0, 10).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let feed = store.feed(0, 1000).await.unwrap();
+    assert!(
+        feed.iter().all(|c| c.run != "r1" && c.run != "r2"),
+        "{feed:?}"
+    );
+    assert_eq!(feed.len(), 2 * 4 + 3 + 1, "the kept runs' changes");
+    assert_eq!(
+        store.last_change().await.unwrap(),
+        last_change,
+        "ids are not reused"
+    );
+    // Finished before r3 did: r0 only.
+    assert_eq!(store.prune(None, Some(t(3))).await.unwrap(), 1);
+    assert_eq!(ids().await, ["pending", "running", "r3"]);
+    // What has not finished is never deleted, nor is a run retried since it finished.
+    store.retry("r3").await.unwrap();
+    let far = SystemTime::now() + Duration::from_secs(86_400 * 365);
+    assert_eq!(store.prune(Some(0), Some(far)).await.unwrap(), 0);
+    assert_eq!(ids().await, ["pending", "running", "r3"]);
+}
+
+/// Run `r`, finished, with the output of two attempts: one log complete, one left incomplete.
+/// For stores that keep logs too, to see that pruning the run takes them.
+pub async fn a_finished_run_with_logs<S: Store + LogSink>(store: &S) {
+    store.create(new_run("r", "p")).await.unwrap();
+    let lease = store.claim("w", TTL).await.unwrap().unwrap();
+    let mut events = started(1, 0);
+    events.push(event(
+        3,
+        EventKind::AttemptStarted {
+            job: 1,
+            attempt: 1,
+            handle: None,
+        },
+    ));
+    events.push(event(
+        4,
+        EventKind::RunFinished {
+            outcome: RunOutcome::Cancelled,
+        },
+    ));
+    for (job, done) in [("a", true), ("b", false)] {
+        let key = LogKey {
+            run: "r".into(),
+            job: job.into(),
+            attempt: 1,
+        };
+        LogSink::append(store, &key, b"output\n").await.unwrap();
+        if done {
+            store.finish(&key).await.unwrap();
+        }
+    }
+    Store::append(store, &lease, &events).await.unwrap();
+}
+
 /// A worker on `store` that polls for cancels often; `stop` tells it to stop.
 fn worker(
     store: &Arc<dyn Store>,
@@ -731,6 +937,53 @@ pub async fn a_run_cancelled_before_it_is_claimed_launches_nothing(store: Arc<dy
     assert_eq!(starts(&executors), Vec::<String>::new());
 }
 
+pub async fn a_retried_run_runs_again_what_did_not_succeed(store: Arc<dyn Store>) {
+    // Job c fails its first two attempts; a retry gives it one more each time.
+    let executors = InstantExecutors::scripted(|job, attempt| {
+        Some(if job == "c" && attempt <= 2 {
+            AttemptEnd::Failed
+        } else {
+            AttemptEnd::Succeeded
+        })
+    });
+    let mut run = new_run("r", "five");
+    run.pipeline = five_jobs();
+    store.create(run).await.unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let w = worker(&store, executors.clone(), &stop);
+    let mut outcomes = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            store.retry("r").await.unwrap();
+        }
+        wait_until(&*store, "r", "finished", is_finished).await;
+        let run = store.get("r").await.unwrap().unwrap().run;
+        let statuses: Vec<Status> = run.jobs.iter().map(|j| j.status).collect();
+        outcomes.push((run.status, statuses));
+    }
+    stop_tx.send(true).unwrap();
+    assert_eq!(w.await.unwrap().len(), 3, "claimed once a round");
+    use Status::{Failed as F, Skipped as K, Successful as S};
+    let failed = (F, vec![S, S, F, K, K]);
+    assert_eq!(outcomes, [failed.clone(), failed, (S, vec![S; 5])]);
+    let times = |name: &str| starts(&executors).iter().filter(|j| *j == name).count();
+    assert_eq!(
+        ["a", "b", "c", "d", "e"].map(times),
+        [1, 1, 3, 1, 1],
+        "what succeeded did not run again"
+    );
+    let run = store.get("r").await.unwrap().unwrap().run;
+    let attempts = |job: usize| -> Vec<(u32, Status)> {
+        run.jobs[job]
+            .attempts
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect()
+    };
+    assert_eq!(attempts(2), [(1, F), (2, F), (3, S)]);
+    assert_eq!(attempts(3), [(1, S)]);
+}
+
 /// Two workers on one store and 50 runs of 5 jobs: every job ran exactly once, and every run
 /// succeeded: claims, leases and fenced appends hold up under workers racing for runs.
 pub async fn two_workers_run_every_job_once(store: Arc<dyn Store>) {
@@ -834,10 +1087,13 @@ macro_rules! store_conformance {
             cancel_requests_are_counted_until_the_run_finishes,
             the_feed_has_every_creation_and_event_in_order,
             the_feed_misses_nothing_when_writers_interleave,
+            a_finished_run_is_retried_and_claimed_again,
+            prune_deletes_finished_runs_beyond_the_newest_and_the_old,
         );
         $crate::store_conformance!(@shared $make;
             a_run_cancelled_through_the_store_stops_and_runs_finally,
             a_run_cancelled_before_it_is_claimed_launches_nothing,
+            a_retried_run_runs_again_what_did_not_succeed,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -1,13 +1,16 @@
 //! The in-memory store: for tests and for `chainrc run`. Leases expire by the monotonic clock.
 //! A clone shares the runs of the store it was cloned from.
 
-use super::{Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError, StoredRun};
-use crate::event::{EventKind, RunEvent};
+use super::{
+    retry_events, status_change, Change, Cursor, Lease, ListQuery, NewRun, Page, Store, StoreError,
+    StoredRun,
+};
+use crate::event::RunEvent;
 use crate::record::Run;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 struct Entry {
     stored: StoredRun,
@@ -28,14 +31,6 @@ struct Inner {
     /// The feed: change id → run and event number (0: the run was created).
     changes: BTreeMap<u64, (String, u64)>,
     last_change: u64,
-}
-
-impl Inner {
-    fn change(&mut self, run: &str, seq: u64) {
-        self.last_change += 1;
-        self.changes
-            .insert(self.last_change, (run.to_string(), seq));
-    }
 }
 
 #[derive(Clone, Default)]
@@ -60,6 +55,32 @@ impl Inner {
         self.runs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Adds the change of event `seq` of run `run` (0: its creation) to the feed.
+    fn change(&mut self, run: &str, seq: u64) {
+        self.last_change += 1;
+        self.changes
+            .insert(self.last_change, (run.to_string(), seq));
+    }
+
+    /// Writes events that continue the run's numbering: its document, whether it is finished,
+    /// the feed.
+    fn write(&mut self, id: &str, events: &[RunEvent]) {
+        let Some(entry) = self.runs.get_mut(id) else {
+            return;
+        };
+        for e in events {
+            entry.stored.run.apply(e);
+        }
+        if let Some(status) = status_change(events).status {
+            entry.finished = status.is_terminal();
+        }
+        entry.stored.last_seq += events.len() as u64;
+        entry.events.extend_from_slice(events);
+        for e in events {
+            self.change(id, e.seq);
+        }
     }
 }
 
@@ -209,18 +230,56 @@ impl Store for MemoryStore {
                 });
             }
         }
-        for e in events {
-            entry.stored.run.apply(e);
-            if matches!(e.kind, EventKind::RunFinished { .. }) {
-                entry.finished = true;
-            }
-        }
-        entry.stored.last_seq += events.len() as u64;
-        entry.events.extend_from_slice(events);
-        for e in events {
-            inner.change(&lease.run, e.seq);
-        }
+        inner.write(&lease.run, events);
         Ok(())
+    }
+
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError> {
+        let mut inner = self.lock()?;
+        let entry = inner.entry(id)?;
+        let events = retry_events(id, &entry.stored, SystemTime::now())?;
+        entry.lease = None;
+        entry.stored.takeovers = 0;
+        entry.cancels = 0;
+        inner.write(id, &events);
+        Ok(events)
+    }
+
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        // Finished runs, newest first by the time they finished.
+        let mut finished: Vec<(SystemTime, u64, String)> = inner
+            .order
+            .iter()
+            .filter_map(|(&order, id)| {
+                let e = &inner.runs[id];
+                let at = e.stored.run.finished_at.filter(|_| e.finished)?;
+                Some((at, order, id.clone()))
+            })
+            .collect();
+        finished.sort_by(|a, b| b.cmp(a));
+        let doomed: Vec<(u64, String)> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (at, ..))| {
+                keep_runs.is_some_and(|k| *i >= k) || older_than.is_some_and(|t| *at < t)
+            })
+            .map(|(_, (_, order, id))| (order, id))
+            .collect();
+        for (order, id) in &doomed {
+            inner.order.remove(order);
+            inner.runs.remove(id);
+        }
+        let gone: std::collections::HashSet<&str> =
+            doomed.iter().map(|(_, id)| id.as_str()).collect();
+        inner
+            .changes
+            .retain(|_, (run, _)| !gone.contains(run.as_str()));
+        Ok(doomed.len())
     }
 
     async fn feed(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

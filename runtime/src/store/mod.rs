@@ -170,6 +170,25 @@ pub trait Store: Send + Sync {
     /// `Conflict` for a finished one.
     async fn cancel(&self, id: &str) -> Result<u32, StoreError>;
 
+    /// Retries a finished run (`Conflict` if it is pending or running, `NotFound`): appends a
+    /// `RunRetried` event, which makes the jobs that did not succeed (and what depends on them,
+    /// and the `finally` jobs) undecided again, puts the run back to `PENDING` and in the queue,
+    /// and clears its lease, take-overs and cancel requests, all at once. The same run goes on:
+    /// a worker claims it and runs those jobs, their attempts numbered on from the last. Not
+    /// fenced: any API process may ask. Answers the events appended.
+    async fn retry(&self, id: &str) -> Result<Vec<RunEvent>, StoreError>;
+
+    /// Deletes finished runs (never one that has not finished) with their events, logs and
+    /// changes in the feed: those beyond the newest `keep_runs` finished runs (newest by the
+    /// time they finished), and those that finished before `older_than`; either limit deletes
+    /// what it names, and with neither nothing is deleted. Answers how many runs were deleted.
+    /// Change ids are never reused: `last_change` does not go back.
+    async fn prune(
+        &self,
+        keep_runs: Option<usize>,
+        older_than: Option<SystemTime>,
+    ) -> Result<usize, StoreError>;
+
     /// Every run's changes with an id above `after` (0: from the first), oldest first, at most
     /// `limit`: each run created and each event appended (by a worker or by
     /// [`Store::retry`]), in the order they were written. A change is written with what it
@@ -185,23 +204,58 @@ pub trait Store: Send + Sync {
     async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError>;
 }
 
-/// What appending `events` does to the run's status, which stores index: the status moves only
-/// when the run starts and when it finishes. Answers the new status, if any, and whether the run
+/// What appending events does to what stores index of a run: its status, and when it
 /// finished.
-pub fn status_change(events: &[RunEvent]) -> (Option<Status>, bool) {
-    let mut status = None;
-    let mut finished = false;
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The new status, if it moved: the status moves only when the run starts, finishes and is
+    /// retried.
+    pub status: Option<Status>,
+    /// When the run finished, if the events finish it.
+    pub finished_at: Option<SystemTime>,
+}
+
+/// What appending `events` does to what stores index of the run.
+pub fn status_change(events: &[RunEvent]) -> StatusChange {
+    let mut change = StatusChange::default();
     for e in events {
         match &e.kind {
-            crate::event::EventKind::RunStarted { .. } => status = Some(Status::Running),
+            crate::event::EventKind::RunStarted { .. } => change.status = Some(Status::Running),
             crate::event::EventKind::RunFinished { outcome } => {
-                status = Some((*outcome).into());
-                finished = true;
+                change.status = Some((*outcome).into());
+                change.finished_at = Some(e.at);
+            }
+            crate::event::EventKind::RunRetried { .. } => {
+                change.status = Some(Status::Pending);
+                change.finished_at = None;
             }
             _ => {}
         }
     }
-    (status, finished)
+    change
+}
+
+/// The events that retry a run (see [`Store::retry`]), as of what is stored: refused with
+/// `Conflict` unless the run finished.
+pub fn retry_events(
+    id: &str,
+    stored: &StoredRun,
+    at: SystemTime,
+) -> Result<Vec<RunEvent>, StoreError> {
+    let status = stored.run.status;
+    if !status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "run {id} is {}; only a finished run can be retried",
+            status.word().to_lowercase()
+        )));
+    }
+    Ok(vec![RunEvent {
+        seq: stored.last_seq + 1,
+        at: crate::event::millis::whole(at),
+        kind: crate::event::EventKind::RunRetried {
+            jobs: stored.run.jobs_to_retry(&stored.pipeline),
+        },
+    }])
 }
 
 /// A driver's events written to the store under its lease (the first destination of a worker's

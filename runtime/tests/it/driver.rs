@@ -7,7 +7,7 @@ use chainr_compiler::ir;
 use chainr_runtime::driver::{
     drive, Command, Driver, DriverOptions, Effect, Now, Publish, PublishError,
 };
-use chainr_runtime::event::{AttemptResult, EventKind, Reason, RunEvent};
+use chainr_runtime::event::{AttemptResult, EventKind, GiveUp, Reason, RunEvent};
 use chainr_runtime::log::{LogKey, MemoryLogs};
 use chainr_runtime::scheduler::{AttemptEnd, JobId};
 use chainr_runtime::store::{Journal, MemoryStore, NewRun, Store};
@@ -267,6 +267,29 @@ async fn events_are_numbered_and_fold_into_the_returned_document() {
         b.started_at.duration_since(a.started_at).unwrap(),
         Duration::from_millis(100)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_document_says_what_each_job_waited_for_and_when_it_was_decided() {
+    let p = pipeline("job a {}\n job b after a {}\n job c after b.failed || a.errored {}");
+    let o = run_with(&p, Fake::new(&p, |_, _| ok(100)), None, vec![]).await;
+    let doc = serde_json::to_value(&o.run).unwrap();
+    let jobs = doc["jobs"].as_array().unwrap();
+    assert!(jobs[0].get("condition").is_none(), "{:#}", jobs[0]);
+    assert_eq!(jobs[1]["condition"], "a");
+    assert_eq!(jobs[2]["condition"], "b.failed || a.errored");
+    // Each job is decided when its last attempt ends, or, skipped, when what it waits for is.
+    assert_eq!(jobs[1]["decidedAt"], jobs[1]["finishedAt"]);
+    assert_eq!(jobs[2]["decidedAt"], jobs[1]["finishedAt"]);
+    // A retry undecides the jobs it runs again.
+    let mut run = o.run.clone();
+    run.apply(&RunEvent {
+        seq: o.events.len() as u64 + 1,
+        at: o.run.finished_at.unwrap(),
+        kind: EventKind::RunRetried { jobs: vec![2] },
+    });
+    assert_eq!(run.jobs[2].decided_at, None);
+    assert_eq!(run.jobs[1].decided_at, o.run.jobs[1].decided_at);
 }
 
 #[tokio::test(start_paused = true)]
@@ -650,6 +673,155 @@ fn an_attempt_abandoned_before_its_start_was_recorded_is_over_for_the_next_drive
     assert_eq!(third.take_effects(), []);
     let kinds: Vec<EventKind> = third.take_events().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunStarted { resumed: true }]);
+}
+
+/// Continues a run from `stored` with a fresh driver and executor, to its end: the document,
+/// the executor, the new events.
+fn resume_to_the_end(
+    p: &ir::Pipeline,
+    stored: &[RunEvent],
+    script: impl Fn(&str, u32) -> Script + Send + 'static,
+) -> (Run, Fake, Vec<RunEvent>) {
+    paused().block_on(async {
+        let mut fake = Fake::new(p, script);
+        let mut d =
+            Driver::resume("run-1", p, DriverOptions::default(), stored, Now::current()).unwrap();
+        let (_, mut rx) = mpsc::unbounded_channel::<Command>();
+        let mut recorder = Recorder::default();
+        let day = Duration::from_secs(86_400);
+        let logs = MemoryLogs::new();
+        let driven = drive(&mut d, &mut fake, &logs, &mut rx, &mut recorder);
+        let ended = tokio::time::timeout(day, driven).await;
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+        (d.into_run(), fake, recorder.0)
+    })
+}
+
+#[test]
+fn a_retried_run_cut_anywhere_in_its_new_round_resumes_to_the_same_end() {
+    let p = pipeline(
+        "job j0 { retries = 1 }\n job j1 after j0 {}\n job j2 after j0.failed {}\n job j4 {}\n finally { job j3 {} }",
+    );
+    // j0 fails both attempts of the first round and succeeds at its third.
+    let script = |name: &str, attempt: u32| Script {
+        takes: Duration::from_millis(10),
+        end: if name == "j0" && attempt <= 2 {
+            AttemptEnd::Failed
+        } else {
+            AttemptEnd::Succeeded
+        },
+        stubborn: false,
+    };
+    let first = paused().block_on(run_with(&p, Fake::new(&p, script), None, vec![]));
+    assert_eq!(first.run.status, Status::Failed);
+    let jobs = first.run.jobs_to_retry(&p);
+    assert_eq!(jobs, [0, 1, 2, 4], "all but j4, which succeeded on its own");
+    let mut stored = first.events;
+    stored.push(RunEvent {
+        seq: stored.len() as u64 + 1,
+        at: stored.last().unwrap().at,
+        kind: EventKind::RunRetried { jobs },
+    });
+    let (whole, fake, second) = resume_to_the_end(&p, &stored, script);
+    let statuses = |r: &Run| r.jobs.iter().map(|j| j.status).collect::<Vec<_>>();
+    use Status::{Skipped as K, Successful as S};
+    assert_eq!(statuses(&whole), [S, S, K, S, S]);
+    assert_eq!(whole.status, S);
+    let starts: Vec<(&str, u32)> = fake
+        .starts
+        .iter()
+        .map(|(n, a, _)| (n.as_str(), *a))
+        .collect();
+    assert_eq!(starts, [("j0", 3), ("j1", 1), ("j3", 2)]);
+    let all: Vec<RunEvent> = stored.iter().chain(&second).cloned().collect();
+    assert_eq!(whole, Run::replay("run-1".into(), &p, &all));
+    for cut in 1..second.len() {
+        let prefix: Vec<RunEvent> = stored.iter().chain(&second[..cut]).cloned().collect();
+        let (run, again, _) = resume_to_the_end(&p, &prefix, script);
+        assert_eq!(statuses(&run), statuses(&whole), "cut after {cut}");
+        let decided: Vec<String> = second[..cut]
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::JobDecided { job, .. } => Some(format!("j{job}")),
+                _ => None,
+            })
+            .collect();
+        for (name, attempt, _) in &again.starts {
+            assert!(!decided.contains(name), "cut after {cut}: {name} ran again");
+            assert!(
+                *attempt > 1 || name == "j1",
+                "cut after {cut}: {name} #{attempt}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_given_up_as_it_is_taken_over_abandons_what_ran_and_ends_errored() {
+    let p = pipeline("job j0 {}\n job j1 {}\n job j2 after j0 {}\n finally { job j3 {} }");
+    let at = std::time::SystemTime::UNIX_EPOCH;
+    let stored: Vec<RunEvent> = [
+        EventKind::RunStarted { resumed: false },
+        EventKind::AttemptStarted {
+            job: 0,
+            attempt: 1,
+            handle: Some("j0#1".into()),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, kind)| RunEvent {
+        seq: i as u64 + 1,
+        at,
+        kind,
+    })
+    .collect();
+    // j1's launch was decided but its start not recorded.
+    let (events, fake, run) = paused().block_on(async {
+        let mut fake = Fake::new(&p, |_, _| ok(10));
+        let mut d = Driver::resume(
+            "run-1",
+            &p,
+            DriverOptions::default(),
+            &stored,
+            Now::current(),
+        )
+        .unwrap();
+        d.give_up(GiveUp::WorkerStopped { times: 4 }, Now::current());
+        let (_, mut rx) = mpsc::unbounded_channel::<Command>();
+        let mut recorder = Recorder::default();
+        let logs = MemoryLogs::new();
+        drive(&mut d, &mut fake, &logs, &mut rx, &mut recorder)
+            .await
+            .unwrap();
+        (recorder.0, fake, d.into_run())
+    });
+    assert!(fake.starts.is_empty(), "{:?}", fake.starts);
+    assert_eq!(
+        fake.abandoned,
+        [
+            ("j0".to_string(), 1, Some("j0#1".to_string())),
+            ("j1".to_string(), 1, None)
+        ]
+    );
+    assert!(matches!(
+        events[1].kind,
+        EventKind::RunGivenUp {
+            why: GiveUp::WorkerStopped { times: 4 }
+        }
+    ));
+    assert_eq!(run.status, Status::Errored);
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("its worker stopped 4 times while driving it; not taken over again")
+    );
+    assert_eq!(reason(&run, "j0").as_deref(), Some("the run was given up"));
+    assert_eq!(
+        reason(&run, "j3").as_deref(),
+        Some("the run was given up before it started")
+    );
+    let all: Vec<RunEvent> = stored.iter().chain(&events).cloned().collect();
+    assert_eq!(run, Run::replay("run-1".into(), &p, &all));
 }
 
 fn paused() -> tokio::runtime::Runtime {

@@ -3,7 +3,7 @@
 
 use chainr_compiler::ir::{self, Condition, Dependency, DependencyConditions};
 use chainr_runtime::scheduler::{
-    Action, AttemptEnd, JobState, Options, Outcome, RunOutcome, Scheduler,
+    jobs_to_retry, Action, AttemptEnd, JobState, Options, Outcome, RunOutcome, Scheduler,
 };
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -161,10 +161,16 @@ pub(crate) fn to_ir(specs: &[Spec]) -> ir::Pipeline {
     }
 }
 
-/// The reference: decide jobs in rounds until nothing changes, the obvious way.
-fn reference(specs: &[Spec]) -> (Vec<Outcome>, RunOutcome) {
+/// What the reference model says of a run: each job's outcome and attempts, and the run's
+/// outcome.
+type Expected = (Vec<Outcome>, Vec<u32>, RunOutcome);
+
+/// The reference: decide jobs in rounds until nothing changes, the obvious way. `kept`: the
+/// outcomes of jobs decided before (a retried run), `before`: the attempts made before.
+fn reference(specs: &[Spec], kept: &[Option<Outcome>], before: &[u32]) -> Expected {
     let n = specs.len();
-    let mut out: Vec<Option<Outcome>> = vec![None; n];
+    let mut out: Vec<Option<Outcome>> = kept.to_vec();
+    let mut attempts = before.to_vec();
     loop {
         let mut progress = false;
         let others_done = (0..n).all(|j| specs[j].finally || out[j].is_some());
@@ -194,10 +200,11 @@ fn reference(specs: &[Spec]) -> (Vec<Outcome>, RunOutcome) {
             let tree_holds = specs[j].tree.as_ref().is_none_or(|t| holds(t, &out));
             out[j] = Some(if deps_hold && tree_holds {
                 let mut result = Outcome::Succeeded;
-                for k in 0..=specs[j].retries as usize {
+                for _ in 0..=specs[j].retries {
+                    attempts[j] += 1;
                     result = match specs[j]
                         .results
-                        .get(k)
+                        .get(attempts[j] as usize - 1)
                         .copied()
                         .unwrap_or(AttemptEnd::Succeeded)
                     {
@@ -230,12 +237,39 @@ fn reference(specs: &[Spec]) -> (Vec<Outcome>, RunOutcome) {
         .any(|(o, s)| matches!(o, Outcome::Failed | Outcome::Errored) && !s.allow_failure);
     (
         outcomes,
+        attempts,
         if failed {
             RunOutcome::Failed
         } else {
             RunOutcome::Succeeded
         },
     )
+}
+
+/// The reference's jobs that a retry runs again: those that did not succeed, then, round by
+/// round, those whose conditions name one of them, and the finally jobs if any runs again.
+fn reference_retry(specs: &[Spec], outcomes: &[Outcome]) -> Vec<usize> {
+    let n = specs.len();
+    let mut again: Vec<bool> = outcomes.iter().map(|o| *o != Outcome::Succeeded).collect();
+    loop {
+        let any = again.contains(&true);
+        let mut changed = false;
+        for j in 0..n {
+            let mut needed: Vec<usize> = specs[j].deps.iter().map(|d| d.0).collect();
+            if let Some(t) = &specs[j].tree {
+                leaves(t, &mut needed);
+            }
+            let hit = (specs[j].finally && any) || needed.iter().any(|&d| again[d]);
+            if hit && !again[j] {
+                again[j] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    (0..n).filter(|&j| again[j]).collect()
 }
 
 fn leaves(t: &Tree, out: &mut Vec<usize>) {
@@ -265,16 +299,27 @@ fn holds(t: &Tree, out: &[Option<Outcome>]) -> bool {
     }
 }
 
-/// Drives the scheduler: attempts end in the order `picks` chooses among the running ones.
+/// Starts the scheduler and drives it to the end (see [`play`]).
 fn drive(
+    s: &mut Scheduler,
     specs: &[Spec],
     concurrency: Option<usize>,
     picks: &[usize],
-) -> (Vec<Outcome>, RunOutcome) {
-    let p = to_ir(specs);
-    let mut s = Scheduler::new(&p, Options { concurrency }).unwrap();
+) -> Expected {
     let mut actions = Vec::new();
     s.start(&mut actions);
+    play(s, actions, specs, concurrency, picks)
+}
+
+/// Drives the scheduler from its first actions: attempts end in the order `picks` chooses among
+/// the running ones; an attempt's result is its spec's for that attempt number.
+fn play(
+    s: &mut Scheduler,
+    mut actions: Vec<Action>,
+    specs: &[Spec],
+    concurrency: Option<usize>,
+    picks: &[usize],
+) -> Expected {
     let mut running: Vec<(usize, u32)> = Vec::new();
     let mut backoff: Vec<usize> = Vec::new();
     let mut finished = None;
@@ -351,21 +396,37 @@ fn drive(
             other => panic!("j{j} not terminal: {other:?}"),
         })
         .collect();
-    (outcomes, finished.unwrap())
+    let attempts = (0..specs.len()).map(|j| s.attempts(j)).collect();
+    (outcomes, attempts, finished.unwrap())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
+    /// And so it does when the finished run is retried: what succeeded is kept, the rest runs
+    /// again with attempts numbered on.
     #[test]
     fn scheduler_agrees_with_the_reference_model(
         specs in pipeline_specs(),
         concurrency in proptest::option::of(1usize..4),
         picks in proptest::collection::vec(any::<usize>(), 0..64),
+        picks_again in proptest::collection::vec(any::<usize>(), 0..64),
     ) {
         let specs = legal(specs);
-        let expected = reference(&specs);
-        let got = drive(&specs, concurrency, &picks);
+        let n = specs.len();
+        let expected = reference(&specs, &vec![None; n], &vec![0; n]);
+        let p = to_ir(&specs);
+        let mut s = Scheduler::new(&p, Options { concurrency }).unwrap();
+        let got = drive(&mut s, &specs, concurrency, &picks);
+        prop_assert_eq!(&got, &expected);
+        let (outcomes, attempts, _) = got;
+        let again = jobs_to_retry(&p, |j| outcomes[j] == Outcome::Succeeded);
+        prop_assert_eq!(&again, &reference_retry(&specs, &outcomes));
+        let kept: Vec<Option<Outcome>> =
+            (0..n).map(|j| (!again.contains(&j)).then_some(outcomes[j])).collect();
+        let expected = reference(&specs, &kept, &attempts);
+        s.reopen(&again);
+        let got = drive(&mut s, &specs, concurrency, &picks_again);
         prop_assert_eq!(got, expected);
     }
 }

@@ -2,7 +2,7 @@
 
 use chainr_compiler::compile;
 use chainr_runtime::scheduler::{
-    Action, AttemptEnd, JobState, Options, Outcome, RunOutcome, Scheduler,
+    jobs_to_retry, Action, AttemptEnd, JobState, Options, Outcome, RunOutcome, Scheduler,
 };
 
 fn pipeline(src: &str) -> chainr_compiler::ir::Pipeline {
@@ -15,6 +15,7 @@ fn pipeline(src: &str) -> chainr_compiler::ir::Pipeline {
 
 struct Harness {
     s: Scheduler,
+    p: chainr_compiler::ir::Pipeline,
     names: Vec<String>,
     log: Vec<String>,
 }
@@ -31,6 +32,7 @@ impl Harness {
         let names = p.jobs.keys().cloned().collect();
         Harness {
             s: Scheduler::new(&p, Options { concurrency }).unwrap(),
+            p,
             names,
             log: Vec::new(),
         }
@@ -72,6 +74,12 @@ impl Harness {
     fn cancel(&mut self) {
         let mut out = Vec::new();
         self.s.cancel(&mut out);
+        self.record(out);
+    }
+
+    fn give_up(&mut self) {
+        let mut out = Vec::new();
+        self.s.give_up(&mut out);
         self.record(out);
     }
 
@@ -153,6 +161,72 @@ fn cancels_before_the_start_launch_nothing_but_what_they_leave() {
     );
     h.start();
     assert_eq!(h.take(), Vec::<String>::new());
+}
+
+#[test]
+fn a_reopened_run_runs_again_what_did_not_succeed_with_its_retries_afresh() {
+    let mut h = Harness::new(
+        "job a { }\njob b { retries = 1 }\njob c after b { }\njob d after b.failed { }\njob e after a { }\nfinally { job report { } }",
+        None,
+    );
+    for (job, end) in [("a", AttemptEnd::Succeeded), ("b", AttemptEnd::Failed)] {
+        h.end(job, end);
+    }
+    h.retry_due("b");
+    for (job, end) in [
+        ("b", AttemptEnd::Failed),
+        ("e", AttemptEnd::Succeeded),
+        ("d", AttemptEnd::Succeeded),
+        ("report", AttemptEnd::Succeeded),
+    ] {
+        h.end(job, end);
+    }
+    assert_eq!(h.take().last().map(String::as_str), Some("finished Failed"));
+    // b failed; c was skipped for it; d succeeded, but on b's failure; report is a finally job.
+    let again = jobs_to_retry(&h.p, |j| {
+        matches!(h.s.state(j), JobState::Done(Outcome::Succeeded))
+    });
+    let names: Vec<&str> = again.iter().map(|&j| h.names[j].as_str()).collect();
+    assert_eq!(names, ["b", "c", "d", "report"]);
+    h.s.reopen(&again);
+    assert_eq!(h.s.state(h.id("b")), JobState::Pending);
+    h.start();
+    assert_eq!(h.take(), ["launch b #3"]);
+    h.end("b", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["retry b #4 in 1s"], "its retries count afresh");
+    h.retry_due("b");
+    h.end("b", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["launch b #4", "Skipped d", "launch c #1"]);
+    h.end("c", AttemptEnd::Succeeded);
+    h.end("report", AttemptEnd::Succeeded);
+    assert_eq!(h.take(), ["launch report #2", "finished Succeeded"]);
+    assert_eq!([h.s.attempts(h.id("a")), h.s.attempts(h.id("e"))], [1, 1]);
+    // Reopening is for finished runs only; a run going on is left as it is.
+    let mut h = Harness::new("job a { }", None);
+    h.s.reopen(&[0]);
+    assert_eq!(h.s.state(0), JobState::Running);
+}
+
+#[test]
+fn a_run_given_up_runs_nothing_more_not_even_finally_and_ends_errored() {
+    let mut h = Harness::new(
+        "job a { retries = 2 }\njob b after a { }\nfinally { job report { } }",
+        None,
+    );
+    h.take();
+    h.give_up();
+    assert_eq!(h.take(), ["kill a", "Cancelled b", "Cancelled report"]);
+    assert!(h.s.is_cancelled(h.id("report")));
+    h.end("a", AttemptEnd::Failed);
+    assert_eq!(h.take(), ["finished Errored"], "no retry either");
+    // Before the start, nothing is launched at all.
+    let mut h = Harness::unstarted("job a { }\nfinally { job report { } }", None);
+    h.give_up();
+    h.start();
+    assert_eq!(
+        h.take(),
+        ["Cancelled a", "Cancelled report", "finished Errored"]
+    );
 }
 
 #[test]

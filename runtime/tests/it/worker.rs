@@ -1,6 +1,7 @@
 //! Workers on a shared store: every job of every run runs once, however the runs are spread;
 //! a run whose worker died is taken over when its lease expires and finished by another, with
-//! nothing that was decided run again; a worker told to stop hands its runs back at once.
+//! nothing that was decided run again; a run whose workers keep dying is given up as errored; a
+//! worker told to stop hands its runs back at once.
 
 use chainr_runtime::log::MemoryLogs;
 use chainr_runtime::store::{MemoryStore, NewRun, Store};
@@ -72,40 +73,38 @@ impl chainr_runtime::Executor for Hanging {
     }
 }
 
-#[tokio::test]
-async fn a_run_whose_worker_died_is_taken_over_and_finished() {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    create(&*store, "r").await;
-    // The first worker starts job `a` and then dies: its task is aborted, its lease not renewed.
-    let lease = store
-        .claim("w1", Duration::from_millis(300))
-        .await
-        .unwrap()
-        .unwrap();
-    let first = {
+/// A worker claims run `r` for `lease`, starts its first job, and dies: its task is aborted,
+/// its lease not renewed. Answers how many times the run had been taken over at the claim.
+async fn claim_and_die(store: &Arc<dyn Store>, lease: Duration) -> u32 {
+    let lease = store.claim("w", lease).await.unwrap().expect("claimable");
+    let takeovers = lease.takeovers;
+    let dying = {
         let store = store.clone();
         tokio::spawn(async move {
             let (_keep, mut stop) = watch::channel(false);
             let opts = WorkerOptions {
                 renew_every: Duration::from_secs(3600),
-                ..options("w1")
+                ..options("w")
             };
             drive_claimed(store, &Stuck, &MemoryLogs::new(), lease, &opts, &mut stop).await
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    first.abort();
-    let before = store.get("r").await.unwrap().unwrap();
-    assert_eq!(before.run.jobs[0].status, Status::Running);
-    // A second worker finds it once the lease expired, and finishes it.
-    let executors = InstantExecutors::default();
-    let started = executors.started.clone();
+    dying.abort();
+    takeovers
+}
+
+/// A worker with `executors` works until run `r` is finished; answers how its holds ended.
+async fn work_until_finished(
+    store: &Arc<dyn Store>,
+    executors: &InstantExecutors,
+) -> Vec<(String, Held)> {
     let (stop_tx, stop) = watch::channel(false);
-    let second = tokio::spawn(work(
+    let worker = tokio::spawn(work(
         store.clone(),
-        Arc::new(executors),
+        Arc::new(executors.clone()),
         Arc::new(MemoryLogs::new()),
-        options("w2"),
+        options("w-last"),
         stop,
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -118,20 +117,72 @@ async fn a_run_whose_worker_died_is_taken_over_and_finished() {
         .status
         .is_terminal()
     {
-        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        assert!(tokio::time::Instant::now() < deadline, "not finished");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop_tx.send(true).unwrap();
-    let ended = second.await.unwrap();
+    worker.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_died_is_taken_over_and_finished() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    create(&*store, "r").await;
+    claim_and_die(&store, Duration::from_millis(300)).await;
+    let before = store.get("r").await.unwrap().unwrap();
+    assert_eq!(before.run.jobs[0].status, Status::Running);
+    // Another worker finds it once the lease expired, and finishes it.
+    let executors = InstantExecutors::default();
+    let ended = work_until_finished(&store, &executors).await;
     assert_eq!(ended, [("r".to_string(), Held::Finished)]);
     let after = store.get("r").await.unwrap().unwrap();
     assert_eq!(after.run.status, Status::Successful);
     assert_eq!(after.takeovers, 1);
     // Job `a` was in flight: started again (same attempt); the others ran once each.
-    let starts = started.lock().unwrap().clone();
+    let starts = executors.started.lock().unwrap().clone();
     let names: Vec<&str> = starts.iter().map(|(_, n, _)| n.as_str()).collect();
     assert_eq!(names, ["a", "b", "c", "d", "e"]);
     assert!(starts.iter().all(|(_, _, attempt)| *attempt == 1));
+}
+
+#[tokio::test]
+async fn a_run_whose_workers_keep_dying_is_given_up_as_errored() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    create(&*store, "r").await;
+    // Four workers in turn take the run (the first claims it, three take it over), start job
+    // `a` and die.
+    let short = Duration::from_millis(200);
+    for i in 0..4 {
+        assert_eq!(claim_and_die(&store, short).await, i);
+        tokio::time::sleep(short).await;
+    }
+    // The fifth finds it taken over four times: it gives the run up rather than drive it.
+    let executors = InstantExecutors::default();
+    let ended = work_until_finished(&store, &executors).await;
+    assert_eq!(ended, [("r".to_string(), Held::Finished)]);
+    assert!(
+        executors.started.lock().unwrap().is_empty(),
+        "nothing started"
+    );
+    let run = store.get("r").await.unwrap().unwrap().run;
+    assert_eq!(run.status, Status::Errored);
+    assert_eq!(
+        run.reason.as_deref(),
+        Some("its worker stopped 4 times while driving it; not taken over again")
+    );
+    // Job `a` was in flight: abandoned. The others never started.
+    assert_eq!(run.jobs[0].status, Status::Cancelled);
+    assert_eq!(run.jobs[0].reason.as_deref(), Some("the run was given up"));
+    for job in &run.jobs[1..] {
+        assert_eq!(job.status, Status::Cancelled);
+        assert_eq!(
+            job.reason.as_deref(),
+            Some("the run was given up before it started")
+        );
+    }
+    // A run given up is finished: a retry may run it again, from where it was.
+    store.retry("r").await.unwrap();
+    assert_eq!(store.get("r").await.unwrap().unwrap().run.reason, None);
 }
 
 #[tokio::test]

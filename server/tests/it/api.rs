@@ -538,6 +538,7 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         ("get", "/api/runs/{uid}/jobs/{job}/logs"),
         ("get", "/api/runs/{uid}/events"),
         ("post", "/api/runs/{uid}/cancel"),
+        ("post", "/api/runs/{uid}/retry"),
         ("get", "/api/events"),
     ] {
         assert!(
@@ -695,4 +696,40 @@ async fn the_feed_of_every_run_starts_now_or_after_the_last_event_seen() {
     let again = next_frame(&mut body).await;
     assert!(again.contains(&format!("id: {id}\n")), "{again}");
     assert!(again.contains(&second), "{again}");
+}
+
+#[tokio::test]
+async fn retry_is_for_finished_runs_only() {
+    let app = open();
+    let (uid, lease) = started(&app).await;
+    let a = app
+        .post(&format!("/api/runs/{uid}/retry"), "application/json", "")
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    let finished = RunEvent {
+        seq: 3,
+        at: SystemTime::now(),
+        kind: EventKind::RunFinished {
+            outcome: chainr_runtime::scheduler::RunOutcome::Failed,
+        },
+    };
+    app.store.append(&lease, &[finished]).await.unwrap();
+    let a = app
+        .post(&format!("/api/runs/{uid}/retry"), "application/json", "")
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    assert_eq!(a.json()["status"], "PENDING");
+    // Queued again for a worker.
+    let lease = app
+        .store
+        .claim("w2", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(lease.map(|l| l.run), Some(uid));
+    assert_eq!(
+        app.post("/api/runs/nope/retry", "application/json", "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -1,6 +1,7 @@
 //! The Redis store against real `redis-server` processes (started on free ports, with AOF, in
 //! directories of their own): the store conformance suite, and a Redis killed with SIGKILL and
-//! restarted loses nothing that was acknowledged, while the store reconnects by itself.
+//! restarted loses nothing that was acknowledged, while the store reconnects by itself; a pruned
+//! run leaves no key behind.
 
 mod server;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 /// A store on a Redis server of its own, stopped when the test ends.
 struct Fresh {
     store: RedisStore,
-    _server: RedisServer,
+    server: RedisServer,
 }
 
 impl std::ops::Deref for Fresh {
@@ -27,7 +28,7 @@ async fn fresh() -> Fresh {
     let server = RedisServer::start();
     Fresh {
         store: RedisStore::connect(&server.url()).await.unwrap(),
-        _server: server,
+        server,
     }
 }
 
@@ -82,3 +83,20 @@ async fn two_workers_on_one_redis_run_every_job_once() {
 }
 
 chainr_runtime::log_sink_conformance!(fresh());
+
+#[tokio::test]
+async fn a_pruned_run_leaves_no_key_behind() {
+    let f = fresh().await;
+    chainr_runtime::store::conformance::a_finished_run_with_logs(&f.store).await;
+    assert_eq!(f.store.prune(Some(0), None).await.unwrap(), 1);
+    let client = redis::Client::open(f.server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    // Only the counters stay: ids are never reused.
+    assert_eq!(keys, ["chainr:change", "chainr:order"]);
+}

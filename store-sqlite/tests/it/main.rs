@@ -1,5 +1,6 @@
 //! The SQLite store on real files: the store conformance suite, what is written survives
-//! closing and reopening the database, and a database of another schema version is refused.
+//! closing and reopening the database, a database of another schema version is refused, and a
+//! pruned run leaves no row behind.
 
 use chainr_runtime::store::conformance::{new_run, started};
 use chainr_runtime::store::{Store, StoreError};
@@ -9,7 +10,7 @@ use std::time::Duration;
 /// A store in a new file of its own, removed with its directory when the test ends.
 struct Fresh {
     store: SqliteStore,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl std::ops::Deref for Fresh {
@@ -23,7 +24,7 @@ async fn fresh() -> Fresh {
     let dir = tempfile::tempdir().unwrap();
     Fresh {
         store: SqliteStore::open(&dir.path().join("chainr.db")).unwrap(),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -81,5 +82,19 @@ async fn a_database_of_another_schema_version_is_refused() {
         Err(StoreError::Corrupt(why)) => assert!(why.contains("schema version 0"), "{why}"),
         Err(e) => panic!("refused for another reason: {e}"),
         Ok(_) => panic!("an old database was opened"),
+    }
+}
+
+#[tokio::test]
+async fn a_pruned_run_leaves_no_row_behind() {
+    let f = fresh().await;
+    chainr_runtime::store::conformance::a_finished_run_with_logs(&f.store).await;
+    assert_eq!(f.store.prune(Some(0), None).await.unwrap(), 1);
+    let conn = rusqlite::Connection::open(f.dir.path().join("chainr.db")).unwrap();
+    for table in ["runs", "events", "changes", "logs", "log_chunks"] {
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
     }
 }

@@ -39,6 +39,7 @@ async fn transitions(store: Arc<dyn Store>, runs: usize, workers: usize) -> (f64
                 pipeline: pipeline.clone(),
                 submitter: None,
                 created_at: SystemTime::now(),
+                source: None,
             })
             .await
             .unwrap();

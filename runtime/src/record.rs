@@ -98,8 +98,19 @@ pub struct Run {
 pub struct Metadata {
     pub uid: String,
     pub self_link: String,
+    /// The pipeline's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Who submitted the run (the name of the API token; absent without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitter: Option<String>,
+    /// When the run was submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    #[schemars(with = "Option<String>")]
+    pub created_at: Option<SystemTime>,
+    /// What the pipeline was submitted as: `json` (the IR) or `chainr` (source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -169,6 +180,9 @@ impl Run {
                 self_link: format!("/api/runs/{uid}"),
                 uid,
                 name: pipeline.name.clone(),
+                submitter: None,
+                created_at: None,
+                source: None,
             },
             status: Status::Pending,
             started_at: None,

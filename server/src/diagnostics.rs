@@ -17,6 +17,14 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// `json` or `chainr`, as the Run document's `metadata.source` says.
+    pub fn word(self) -> &'static str {
+        match self {
+            SourceKind::Json => "json",
+            SourceKind::Chainr => "chainr",
+        }
+    }
+
     /// The file name diagnostics are rendered against.
     fn file_name(self) -> &'static str {
         match self {

@@ -20,7 +20,7 @@ pub use auth::{hash as hash_token, Auth, Caller, Scope, Tokens};
 pub use diagnostics::{check, Checked, DiagnosticJson, Diagnostics, SourceKind};
 pub use error::{ApiError, ErrorBody};
 pub use openapi::openapi;
-pub use runs::{RunList, RunView};
+pub use runs::RunList;
 pub use serve::serve;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};

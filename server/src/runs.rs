@@ -13,34 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chainr_compiler::Params;
 use chainr_runtime::record::{Run, Status};
-use chainr_runtime::store::{Cursor, ListQuery, NewRun, StoredRun};
+use chainr_runtime::store::{Cursor, ListQuery, NewRun};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 use utoipa::{IntoParams, ToSchema};
-
-/// A run as the API shows it: the Run document (the original chainr's `Run`, grown), with who
-/// submitted it and when.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunView {
-    #[serde(flatten)]
-    pub run: Run,
-    /// The name of the token that submitted it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub submitter: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-}
-
-impl RunView {
-    fn of(stored: StoredRun) -> RunView {
-        RunView {
-            run: stored.run,
-            submitter: stored.submitter,
-            created_at: Some(humantime::format_rfc3339_millis(stored.created_at).to_string()),
-        }
-    }
-}
 
 /// A page of runs, newest first (the original chainr's `RunList`, with a cursor).
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,7 +25,7 @@ pub struct RunList {
     #[schema(example = "RunList")]
     pub kind: &'static str,
     #[schema(value_type = Vec<crate::openapi::RunSchema>)]
-    pub items: Vec<RunView>,
+    pub items: Vec<Run>,
     /// The URL of the next page, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
@@ -119,15 +95,7 @@ pub async fn list(
     });
     let body = RunList {
         kind: "RunList",
-        items: page
-            .runs
-            .into_iter()
-            .map(|run| RunView {
-                run,
-                submitter: None,
-                created_at: None,
-            })
-            .collect(),
+        items: page.runs,
         next: next.clone(),
     };
     let mut response = Json(body).into_response();
@@ -177,14 +145,14 @@ pub async fn get(
     State(app): State<App>,
     caller: Caller,
     Path(uid): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     caller.require(Scope::Read, "reading a run")?;
     let stored = app
         .store
         .get(&uid)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
-    Ok(Json(RunView::of(stored)))
+    Ok(Json(stored.run))
 }
 
 /// Cancels a run: its running jobs are stopped (whole process groups, or their Kubernetes Jobs),
@@ -211,7 +179,7 @@ pub async fn cancel(
         .get(&uid)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
-    Ok((StatusCode::ACCEPTED, Json(RunView::of(stored))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(stored.run)).into_response())
 }
 
 /// Retries a finished run: the same run continues. Jobs that did not succeed run again (their
@@ -238,7 +206,7 @@ pub async fn retry(
         .get(&uid)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
-    Ok((StatusCode::ACCEPTED, Json(RunView::of(stored))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(stored.run)).into_response())
 }
 
 /// `?param=NAME=VALUE`, repeatable: values of a `.chainr` pipeline's params. (It documents
@@ -426,17 +394,14 @@ pub async fn submit(
         pipeline,
         submitter: caller.name.clone(),
         created_at: SystemTime::now(),
+        source: Some(s.kind.word().to_string()),
     };
-    let view = RunView {
-        run: Run::planned(id.clone(), &new.pipeline),
-        submitter: new.submitter.clone(),
-        created_at: Some(humantime::format_rfc3339_millis(new.created_at).to_string()),
-    };
+    let doc = new.document();
     app.store.create(new).await?;
     crate::metrics::submitted();
     tracing::info!(run = %id, submitter = ?caller.name, "run submitted");
-    let location = view.run.metadata.self_link.clone();
-    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    let location = doc.metadata.self_link.clone();
+    let mut response = (StatusCode::ACCEPTED, Json(doc)).into_response();
     if let Ok(v) = location.parse() {
         response.headers_mut().insert(header::LOCATION, v);
     }

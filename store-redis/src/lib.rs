@@ -314,7 +314,7 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
-        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        let doc = run.document();
         let status = doc.status.word();
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let pipeline_key = run

@@ -282,7 +282,7 @@ fn check_lease(tx: &rusqlite::Transaction<'_>, lease: &Lease) -> Result<(), Stor
 impl Store for SqliteStore {
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
-        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        let doc = run.document();
         let status = doc.status.word();
         let doc = serde_json::to_string(&doc).map_err(corrupt)?;
         let created = millis::to_millis(run.created_at) as i64;

@@ -504,7 +504,7 @@ fn tokens_from_the_environment_guard_the_api() {
     assert_eq!(post(Some("view-secret-0123456789abc")).status, 403);
     let ok = post(Some("ci-secret-0123456789abcdef"));
     assert_eq!(ok.status, 202);
-    assert_eq!(ok.json()["submitter"], "ci");
+    assert_eq!(ok.json()["metadata"]["submitter"], "ci");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -33,6 +33,7 @@ pub fn new_run(id: &str, pipeline_name: &str) -> NewRun {
         pipeline: pipeline(pipeline_name),
         submitter: Some("tester".into()),
         created_at: SystemTime::now(),
+        source: None,
     }
 }
 
@@ -466,7 +467,10 @@ pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
         store.append(&lease, batch).await.unwrap();
     }
     let stored = store.get("r").await.unwrap().unwrap();
-    let replayed = crate::record::Run::replay("r".into(), &stored.pipeline, &events);
+    // The document is the submitted one with every event folded in.
+    assert_eq!(stored.run.metadata.submitter.as_deref(), Some("tester"));
+    let mut replayed = crate::record::Run::replay("r".into(), &stored.pipeline, &events);
+    replayed.metadata = stored.run.metadata.clone();
     assert_eq!(stored.run, replayed);
     assert_eq!(stored.last_seq, 457);
     let listed = store

@@ -6,7 +6,6 @@ use super::{
     StoredRun,
 };
 use crate::event::RunEvent;
-use crate::record::Run;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -103,7 +102,7 @@ impl Store for MemoryStore {
         }
         inner.next_order += 1;
         let order = inner.next_order;
-        let doc = Run::planned(run.id.clone(), &run.pipeline);
+        let doc = run.document();
         inner.order.insert(order, run.id.clone());
         inner.change(&run.id, 0);
         inner.runs.insert(

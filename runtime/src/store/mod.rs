@@ -25,6 +25,20 @@ pub struct NewRun {
     pub pipeline: ir::Pipeline,
     pub submitter: Option<String>,
     pub created_at: SystemTime,
+    /// What the pipeline was submitted as (`json`, `chainr`), when known.
+    pub source: Option<String>,
+}
+
+impl NewRun {
+    /// The run's document when it is stored: every job pending, and who submitted it, when and
+    /// as what. Stores keep it and fold the run's events into it.
+    pub fn document(&self) -> Run {
+        let mut doc = Run::planned(self.id.clone(), &self.pipeline);
+        doc.metadata.submitter = self.submitter.clone();
+        doc.metadata.created_at = Some(self.created_at);
+        doc.metadata.source = self.source.clone();
+        doc
+    }
 }
 
 /// A stored run: its pipeline, its document (the fold of its events) and how far its events go.

@@ -20,6 +20,7 @@ async fn create(store: &dyn Store, id: &str) {
             pipeline: chainr_runtime::store::conformance::five_jobs(),
             submitter: None,
             created_at: SystemTime::now(),
+            source: None,
         })
         .await
         .unwrap();

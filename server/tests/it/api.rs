@@ -305,7 +305,7 @@ async fn tokens_decide_who_may_read_and_who_may_write() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     let a = app.send(post(WRITER)).await;
     assert_eq!(a.status, StatusCode::ACCEPTED);
-    assert_eq!(a.json()["submitter"], "ci");
+    assert_eq!(a.json()["metadata"]["submitter"], "ci");
     let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
     let read = app
         .send(
@@ -316,7 +316,19 @@ async fn tokens_decide_who_may_read_and_who_may_write() {
         )
         .await;
     assert_eq!(read.status, StatusCode::OK);
-    assert_eq!(read.json()["submitter"], "ci");
+    assert_eq!(read.json()["metadata"]["submitter"], "ci");
+    let listed = app
+        .send(
+            Request::get("/api/runs")
+                .header(header::AUTHORIZATION, bearer(READER))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .json();
+    assert_eq!(listed["items"][0]["metadata"]["submitter"], "ci");
+    assert_eq!(listed["items"][0]["metadata"]["source"], "json");
+    assert!(listed["items"][0]["metadata"]["createdAt"].is_string());
     // Probes and metrics need no token (they hold no run's data); the OpenAPI document does not
     // either, but everything under /api does.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);

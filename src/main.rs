@@ -170,7 +170,6 @@ fn param_pair(s: &str) -> Result<(String, String), String> {
 /// How a run is shown on the terminal.
 pub struct View {
     format: Format,
-    jobs: usize,
     color: bool,
 }
 
@@ -378,11 +377,7 @@ fn run_local(
             return ExitCode::from(INVALID);
         }
     };
-    let view = View {
-        format,
-        jobs,
-        color,
-    };
+    let view = View { format, color };
     let result = runtime.block_on(async {
         if kube.kube {
             let connection =

@@ -542,7 +542,7 @@ enum Waited {
     Lost(Failure),
 }
 
-/// Follows a run's events to `runFinished`, showing them with `run::watch` when `show`. The
+/// Follows a run's events until the run has its outcome, showing them with `run::watch` when `show`. The
 /// stream is read on a thread of its own; this one waits for events and for Ctrl-C.
 fn wait(client: &Client, planned: Run, show: bool, color: bool) -> Waited {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -574,9 +574,9 @@ fn wait(client: &Client, planned: Run, show: bool, color: bool) -> Waited {
                 got = events.recv() => match got {
                     Some(Ok(e)) => {
                         run.apply(&e);
-                        let done = matches!(e.kind, EventKind::RunFinished { .. });
                         let _ = to_view.send(e);
-                        if done {
+                        // `runFinished`, or any event that leaves the run with its outcome.
+                        if run.status.is_terminal() {
                             return Ok(true);
                         }
                     }
@@ -606,7 +606,7 @@ fn passing(status: StatusCode) -> bool {
         || status == StatusCode::REQUEST_TIMEOUT
 }
 
-/// Reads a run's events into `tx` up to `runFinished`. A stream that breaks (or stays silent
+/// Reads a run's events into `tx` up to `runFinished`, or until nobody reads them. A stream that breaks (or stays silent
 /// past `EVENTS_IDLE`) is opened again after the last event read (`Last-Event-ID`), after a
 /// pause that doubles while reconnecting fails; an answer that will not change (404, 401, 403)
 /// or a server unreachable for `GIVE_UP` ends it with the failure.
@@ -1043,10 +1043,12 @@ fn act(args: RunArgs, action: &str) -> ExitCode {
             {
                 let flag = &client.server_flag;
                 if action == "cancel" {
-                    eprintln!("  run {uid} has finished: there is nothing to cancel");
+                    eprintln!(
+                        "  nothing is left to cancel; chainrc status {uid}{flag} shows how it ended"
+                    );
                 } else {
                     eprintln!(
-                        "  run {uid} is still going: retry it once it has finished, or cancel it \
+                        "  a run is retried once it has finished: wait for it, or cancel it \
                          first (chainrc cancel {uid}{flag})"
                     );
                 }

@@ -1,7 +1,7 @@
-//! The client commands (`submit`, `status`, `logs`) against a real `chainrc serve` on a loopback
-//! port: runs followed to their end with the view of `chainrc run`, exit codes, diagnostics of
-//! an invalid pipeline, logs read and followed while a job runs, tokens, and a wait that goes on
-//! across a restart of the server.
+//! The client commands (`submit`, `status`, `logs`, `cancel`) against a real `chainrc serve` on a
+//! loopback port: runs followed to their end with the view of `chainrc run`, exit codes,
+//! diagnostics of an invalid pipeline, logs read and followed while a job runs, a cancel seen by
+//! a wait, tokens, and a wait that goes on across a restart of the server.
 
 use super::serve::Server;
 use assert_cmd::Command;
@@ -391,9 +391,22 @@ fn serve_client_tokens_are_asked_for_and_scopes_explained() {
     let listed = output(server.chainrc().env("CHAINR_TOKEN", reader).arg("status"));
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     assert!(listed.stdout.contains("example"), "{}", listed.stdout);
+    let uid = written.stdout.split_whitespace().nth(1).unwrap();
+    let cancel = output(
+        server
+            .chainrc()
+            .env("CHAINR_TOKEN", reader)
+            .args(["cancel", uid]),
+    );
+    assert_eq!(cancel.code, 1);
+    assert!(
+        cancel.stderr.contains("cancelling a run needs scope write"),
+        "{}",
+        cancel.stderr
+    );
 
     // A token is never shown.
-    for out in [&anonymous, &read, &wrong, &written, &listed] {
+    for out in [&anonymous, &read, &wrong, &written, &listed, &cancel] {
         for secret in [reader, writer, "not-a-known-token"] {
             assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
         }
@@ -476,4 +489,87 @@ fn serve_client_wait_goes_on_across_a_server_restart() {
     // Every event once: the stream went on after the last one seen.
     assert_eq!(stderr.matches("succeeded one").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("succeeded two").count(), 1, "{stderr}");
+}
+
+#[test]
+fn serve_client_cancel_ends_a_waited_run_and_a_finished_one_is_409() {
+    let server = Served::start();
+    let file = write(
+        server.dir.path(),
+        "long.chainr",
+        "pipeline long {\n  job long { image = \"busybox\"  run = \"sleep 30\" }\n  \
+         finally {\n    job tidy { image = \"busybox\"  run = \"echo tidy\" }\n  }\n}\n",
+    );
+    let started = Instant::now();
+    let mut wait = client(&server.url)
+        .args(["submit", "--wait"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The wait's lines as they come: its uid, then the job started.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = wait.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("started   long") {
+        match lines.recv_timeout(LIMIT) {
+            Ok(line) => seen.push_str(&(line + "\n")),
+            Err(_) => panic!("the wait never showed `long` started:\n{seen}"),
+        }
+    }
+    let uid = submitted_uid(&seen);
+
+    let cancel = output(server.chainrc().args(["cancel", &uid]));
+    assert_eq!(cancel.code, 0, "{}", cancel.stderr);
+    assert!(
+        cancel
+            .stdout
+            .starts_with(&format!("cancel requested for run {uid} (long, ")),
+        "{}",
+        cancel.stdout
+    );
+
+    let status = wait.wait().unwrap();
+    seen.extend(lines.iter().map(|l| l + "\n"));
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the job was not stopped"
+    );
+    for line in [
+        "cancelling: stopping running jobs; finally jobs still run",
+        "cancelled long in ",
+        "succeeded tidy in ",
+        "CANCELLED long in ",
+    ] {
+        assert!(seen.contains(line), "no `{line}` in:\n{seen}");
+    }
+
+    let again = output(server.chainrc().args(["cancel", &uid]));
+    assert_eq!(again.code, 1);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("error: run {uid} has finished (409 Conflict)")),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("nothing is left to cancel"),
+        "{}",
+        again.stderr
+    );
+    let unknown = output(server.chainrc().args(["cancel", "no-such-run"]));
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("(404 Not Found)"),
+        "{}",
+        unknown.stderr
+    );
 }

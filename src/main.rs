@@ -1,6 +1,7 @@
 //! `chainrc`: the command line of chainr. A thin shell over the crates: it reads files, calls
 //! the compiler, prints results, and chooses exit codes.
 
+mod client;
 mod logs;
 mod parallel;
 mod run;
@@ -24,7 +25,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     long_about = "chainr chains container jobs. `chainrc` compiles `.chainr` pipelines to the JSON Pipeline IR, \
                   checks them and IR files, and runs them.",
     after_help = "Exit codes of compile and check: 0 success, 1 the pipeline has errors (or a file could not be read), 2 bad usage.\n\
-                  Exit codes of run: 0 the run succeeded, 1 it failed, 2 nothing ran (invalid pipeline or bad usage), 130 it was cancelled."
+                  Exit codes of run: 0 the run succeeded, 1 it failed, 2 nothing ran (invalid pipeline or bad usage), 130 it was cancelled.\n\
+                  Exit codes of submit: 0 submitted, 2 not submitted (invalid pipeline, server unreachable or refusing); with --wait those of run (Ctrl-C stops waiting: 130).\n\
+                  Exit codes of status, logs, cancel and retry: 0 done, 1 the server said no (the run was not found, say) or could not be reached."
 )]
 struct Cli {
     /// When to colour diagnostics: auto (a terminal, and NO_COLOR unset), always or never.
@@ -58,7 +61,7 @@ struct KubeArgs {
     waiting_grace: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -129,6 +132,16 @@ enum Command {
     },
     /// Serve the HTTP API and run submitted pipelines: state in SQLite (default) or Redis.
     Serve(serve::ServeArgs),
+    /// Submit a pipeline to a chainr server; `--wait` follows the run to its end, as `chainrc run` shows a run.
+    Submit(client::SubmitArgs),
+    /// The recent runs on a chainr server, or one run's jobs, attempts, exit codes and reasons.
+    Status(client::StatusArgs),
+    /// Print a job's output from a chainr server; `-f` follows it while the job runs.
+    Logs(client::LogsArgs),
+    /// Cancel a run on a chainr server (running jobs are stopped, finally jobs still run).
+    Cancel(client::RunArgs),
+    /// Run a finished run's pipeline again on a chainr server.
+    Retry(client::RunArgs),
     /// Make a bearer token for `chainrc serve`: prints the token and its line for the tokens file.
     Token {
         /// The token's name: who uses it (shown as the submitter of its runs).
@@ -170,7 +183,6 @@ fn param_pair(s: &str) -> Result<(String, String), String> {
 /// How a run is shown on the terminal.
 pub struct View {
     format: Format,
-    jobs: usize,
     color: bool,
 }
 
@@ -209,6 +221,11 @@ fn main() -> ExitCode {
         ),
         Command::Fmt { files, check } => fmt(&files, check, color),
         Command::Serve(args) => serve::serve(args),
+        Command::Submit(args) => client::submit(args, color),
+        Command::Status(args) => client::status(args),
+        Command::Logs(args) => client::logs(args),
+        Command::Cancel(args) => client::cancel(args),
+        Command::Retry(args) => client::retry(args),
         Command::Token { name, scope } => serve::token(
             &name,
             match scope {
@@ -378,11 +395,7 @@ fn run_local(
             return ExitCode::from(INVALID);
         }
     };
-    let view = View {
-        format,
-        jobs,
-        color,
-    };
+    let view = View { format, color };
     let result = runtime.block_on(async {
         if kube.kube {
             let connection =

@@ -20,8 +20,9 @@ pub trait Observer {
     fn cancelling(&mut self, _run: &Run, _again: bool) {}
 }
 
-/// Shows the events from `events` with `view` until the run's driver drops its sender; `run` is
-/// the document before the first event, which the view keeps up to date by folding each one.
+/// Shows the events from `events` with `view` until their sender is dropped (the run's driver,
+/// or the client following a run on a server); `run` is the document before the first event,
+/// which the view keeps up to date by folding each one.
 pub fn show(
     mut run: Run,
     mut events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
@@ -44,6 +45,19 @@ pub fn show(
             | EventKind::RunRetried { .. }
             | EventKind::RunGivenUp { .. } => {}
         }
+    }
+}
+
+/// Shows a run's events on stderr, on the calling thread, until `events` closes: the live view
+/// on a terminal, a line per event otherwise. `chainrc run` and `chainrc submit --wait` both
+/// show runs with it.
+pub fn watch(planned: Run, events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>, color: bool) {
+    if std::io::stderr().is_terminal() {
+        let mut live = Live::new(planned.jobs.len(), color);
+        show(planned, events, &mut live);
+        live.finish();
+    } else {
+        show(planned, events, &mut Plain);
     }
 }
 
@@ -73,7 +87,12 @@ impl Live {
         }
     }
 
-    pub fn finish(&self) {
+    /// Clears the view, with the spinners of jobs still running (when a client stops watching).
+    pub fn finish(&mut self) {
+        for bar in self.bars.iter_mut().filter_map(Option::take) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
         self.overall.finish_and_clear();
         let _ = self.multi.clear();
     }
@@ -170,7 +189,7 @@ fn duration(j: &JobRecord) -> Option<Duration> {
     a.finished_at?.duration_since(a.started_at).ok()
 }
 
-fn seconds(d: Duration) -> String {
+pub fn seconds(d: Duration) -> String {
     if d < Duration::from_secs(60) {
         format!("{:.2}s", d.as_secs_f64())
     } else {
@@ -224,8 +243,66 @@ fn paint(text: &str, code: &str, color: bool) -> String {
     }
 }
 
-/// The end of a text run: a summary line, then the last lines of each failed job's output.
+/// The end of a text run: a summary line, then the last lines of each failed job's output,
+/// read from the log files.
 pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
+    summary_with(run, &logs.display().to_string(), color, &mut |_, log| {
+        // Unreadable reads as empty: the label still says where the output was meant to be.
+        let tail = std::fs::File::open(log)
+            .and_then(|f| Tail::read(f, TAIL_LINES))
+            .unwrap_or_default();
+        (tail, log.to_string())
+    });
+}
+
+/// How many lines of a failed job's output the summary shows.
+pub const TAIL_LINES: usize = 10;
+
+/// The last lines of an attempt's output, read as it streams (only these lines are kept).
+#[derive(Default)]
+pub struct Tail {
+    pub lines: Vec<String>,
+    /// How many lines the output has in all.
+    pub total: usize,
+}
+
+impl Tail {
+    /// The last `n` lines of what `r` reads, as `str::lines` cuts them. Output is bytes: what
+    /// is not UTF-8 shows as replacement characters, not as nothing.
+    pub fn read(r: impl std::io::Read, n: usize) -> std::io::Result<Tail> {
+        use std::io::BufRead;
+        let mut kept = std::collections::VecDeque::with_capacity(n + 1);
+        let mut total = 0;
+        for line in std::io::BufReader::new(r).split(b'\n') {
+            let mut line = line?;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            total += 1;
+            kept.push_back(line);
+            if kept.len() > n {
+                kept.pop_front();
+            }
+        }
+        Ok(Tail {
+            lines: kept
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect(),
+            total,
+        })
+    }
+}
+
+/// The summary, with the output of a failed job's last attempt from `output` (given the job and
+/// its attempt's `log`, it answers the tail and where the whole output is); `logs` says where
+/// every job's output is.
+pub fn summary_with(
+    run: &Run,
+    logs: &str,
+    color: bool,
+    output: &mut dyn FnMut(&JobRecord, &str) -> (Tail, String),
+) {
     let mut counts: Vec<(Status, usize)> = Vec::new();
     for j in &run.jobs {
         match counts.iter_mut().find(|(s, _)| *s == j.status) {
@@ -263,29 +340,24 @@ pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
             );
             continue;
         };
-        // Output is bytes: show what is not UTF-8 as replacement characters, not as nothing.
-        let bytes = std::fs::read(log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(10)..];
+        let (tail, source) = output(j, log);
         let _ = writeln!(
             err,
             "\n{} {} ({why}), {}:",
             paint("──", code, color),
             j.name,
-            tail_label(tail.len(), lines.len(), log)
+            tail_label(tail.lines.len(), tail.total, &source)
         );
-        for l in tail {
+        for l in &tail.lines {
             let _ = writeln!(err, "  {l}");
         }
     }
     let _ = writeln!(
         err,
-        "\n{} {} in {took}: {}  (logs: {})",
+        "\n{} {} in {took}: {}  (logs: {logs})",
         paint(&status, code, color),
         run.metadata.name.as_deref().unwrap_or("run"),
         parts.join(", "),
-        logs.display()
     );
 }
 
@@ -400,16 +472,8 @@ pub async fn execute<E: chainr_runtime::Executor + Send>(
     let shown = (view.format == crate::Format::Text).then(|| {
         let events = subscribers.subscribe();
         let planned = driver.run().clone();
-        let (jobs, color) = (view.jobs, view.color);
-        std::thread::spawn(move || {
-            if std::io::stderr().is_terminal() {
-                let mut live = Live::new(jobs, color);
-                show(planned, events, &mut live);
-                live.finish();
-            } else {
-                show(planned, events, &mut Plain);
-            }
-        })
+        let color = view.color;
+        std::thread::spawn(move || watch(planned, events, color))
     });
     let result = drive(
         &mut driver,

@@ -22,9 +22,14 @@ pub struct Server {
 impl Server {
     /// Starts `chainrc serve --listen 127.0.0.1:0 ARGS` and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `chainrc serve --listen LISTEN ARGS` and waits until it listens.
+    pub fn start_on(listen: &str, args: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("CHAINR_TOKENS")

@@ -245,6 +245,7 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         options.lease = args.lease;
         options.renew_every = args.lease / 3;
         options.runs_at_once = args.runs_at_once.max(1);
+        options.observer = Some(Arc::new(chainr_server::count_events));
         let stop = draining.clone();
         let (store, logs) = (store.clone(), logs.clone());
         match args.executor {

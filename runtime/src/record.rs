@@ -23,6 +23,24 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of a run's life.
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Running,
+        Status::Successful,
+        Status::Failed,
+        Status::Skipped,
+        Status::Errored,
+        Status::Cancelled,
+    ];
+
+    /// The status a word names (`RUNNING`, or `running`).
+    pub fn from_word(word: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.word().eq_ignore_ascii_case(word))
+    }
+
     /// The word of the API (`RUNNING`, `SUCCESSFUL`, ...), as stores index it.
     pub fn word(self) -> &'static str {
         match self {

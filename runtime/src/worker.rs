@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// How a worker works.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WorkerOptions {
     /// Its name in leases.
     pub id: String,
@@ -37,6 +37,31 @@ pub struct WorkerOptions {
     /// A run taken over more times than this (its workers kept stopping while they drove it)
     /// is given up: finished as errored rather than driven again.
     pub max_takeovers: u32,
+    /// Told of every batch of events once it is stored (metrics, logs of the process).
+    pub observer: Option<Observer>,
+}
+
+/// Sees a run's events after they are stored: `observer(run_id, events)`.
+pub type Observer = Arc<dyn Fn(&str, &[crate::event::RunEvent]) + Send + Sync>;
+
+/// The store first, then the observer: what was not stored was not seen.
+struct Observed {
+    journal: Journal,
+    observer: Option<Observer>,
+}
+
+#[async_trait::async_trait]
+impl crate::driver::Publish for Observed {
+    async fn publish(
+        &mut self,
+        events: &[crate::event::RunEvent],
+    ) -> Result<(), crate::driver::PublishError> {
+        self.journal.publish(events).await?;
+        if let Some(observe) = &self.observer {
+            observe(&self.journal.lease.run, events);
+        }
+        Ok(())
+    }
 }
 
 impl WorkerOptions {
@@ -51,6 +76,7 @@ impl WorkerOptions {
             log_cap: Some(crate::log::DEFAULT_LOG_CAP),
             poll: Duration::from_millis(250),
             max_takeovers: 3,
+            observer: None,
         }
     }
 }
@@ -153,9 +179,12 @@ pub async fn drive_claimed<X: Executors>(
         };
         driver.give_up(why, Now::current());
     }
-    let mut journal = Journal {
-        store: store.clone(),
-        lease: lease.clone(),
+    let mut journal = Observed {
+        journal: Journal {
+            store: store.clone(),
+            lease: lease.clone(),
+        },
+        observer: options.observer.clone(),
     };
     // Cancels come through the store: those asked for before the claim are taken before
     // anything starts, later ones as the store is polled.

@@ -19,6 +19,7 @@ mod serve;
 pub use auth::{hash as hash_token, Auth, Caller, Scope, Tokens};
 pub use diagnostics::{check, Checked, DiagnosticJson, Diagnostics, SourceKind};
 pub use error::{ApiError, ErrorBody};
+pub use metrics::count_events;
 pub use openapi::openapi;
 pub use runs::RunList;
 pub use serve::serve;
@@ -126,7 +127,12 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(app): State<App>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), app.store.counts()).await {
+        Ok(Ok(counts)) => metrics::set_runs(&counts),
+        // The figures of the last scrape stay; the failure is counted.
+        _ => metrics::store_error(),
+    }
     (
         [(
             header::CONTENT_TYPE,

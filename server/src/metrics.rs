@@ -1,9 +1,12 @@
 //! Prometheus metrics of this process (`GET /metrics`, text format): API requests and their
-//! latency by route, runs submitted, store errors.
+//! latency by route, runs submitted, store errors; and the store's runs by status, read from
+//! its indexes when scraped (`chainr_runs`, and `chainr_queue_depth`: runs submitted and not
+//! started by a worker yet).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::LazyLock;
@@ -15,11 +18,19 @@ struct RequestLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
 struct Metrics {
     registry: Registry,
     latency: Family<RequestLabels, Histogram>,
     submitted: Counter,
     store_errors: Counter,
+    runs: Family<StatusLabel, Gauge>,
+    queued: Gauge,
+    attempts: Family<StatusLabel, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -46,8 +57,25 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Store operations of the API that failed (unavailable or unreadable)",
         store_errors.clone(),
     );
+    let runs = Family::<StatusLabel, Gauge>::default();
+    registry.register("runs", "Stored runs by status", runs.clone());
+    let queued = Gauge::default();
+    registry.register(
+        "queue_depth",
+        "Runs submitted and not started by a worker yet (status PENDING)",
+        queued.clone(),
+    );
+    let attempts = Family::<StatusLabel, Counter>::default();
+    registry.register(
+        "attempts",
+        "Attempts that ended in this process's workers, by how they ended",
+        attempts.clone(),
+    );
     Metrics {
         registry,
+        attempts,
+        runs,
+        queued,
         latency,
         submitted,
         store_errors,
@@ -71,6 +99,43 @@ pub(crate) fn submitted() {
 
 pub(crate) fn store_error() {
     METRICS.store_errors.inc();
+}
+
+/// Sets the store's figures: how many runs have each status.
+pub(crate) fn set_runs(counts: &[(chainr_runtime::record::Status, u64)]) {
+    use chainr_runtime::record::Status;
+    for status in Status::ALL {
+        let n: u64 = counts
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, n)| *n)
+            .sum();
+        METRICS
+            .runs
+            .get_or_create(&StatusLabel {
+                status: status.word(),
+            })
+            .set(n as i64);
+        if status == Status::Pending {
+            METRICS.queued.set(n as i64);
+        }
+    }
+}
+
+/// Counts what a worker of this process stored: each attempt that ended, by how it ended.
+pub fn count_events(_run: &str, events: &[chainr_runtime::event::RunEvent]) {
+    use chainr_runtime::event::EventKind;
+    use chainr_runtime::record::Status;
+    for e in events {
+        if let EventKind::AttemptEnded { result, .. } = &e.kind {
+            METRICS
+                .attempts
+                .get_or_create(&StatusLabel {
+                    status: Status::from(result.end).word(),
+                })
+                .inc();
+        }
+    }
 }
 
 /// Every metric in the Prometheus text format.

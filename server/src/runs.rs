@@ -115,23 +115,12 @@ fn form_query(pairs: &[(&str, String)]) -> String {
 }
 
 fn parse_status(word: &str) -> Result<Status, ApiError> {
-    const ALL: [Status; 7] = [
-        Status::Pending,
-        Status::Running,
-        Status::Successful,
-        Status::Failed,
-        Status::Skipped,
-        Status::Errored,
-        Status::Cancelled,
-    ];
-    ALL.into_iter()
-        .find(|s| s.word().eq_ignore_ascii_case(word))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status `{word}`; expected one of {}",
-                ALL.map(Status::word).join(", ")
-            ))
-        })
+    Status::from_word(word).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown status `{word}`; expected one of {}",
+            Status::ALL.map(Status::word).join(", ")
+        ))
+    })
 }
 
 /// Reads one run.

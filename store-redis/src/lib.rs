@@ -312,6 +312,17 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        for status in Status::ALL {
+            pipe.cmd("ZCARD")
+                .arg(self.key(&format!("status:{}", status.word())));
+        }
+        let mut conn = self.conn.clone();
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(Status::ALL.into_iter().zip(counts).collect())
+    }
+
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
         let doc = run.document();

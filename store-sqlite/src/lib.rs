@@ -280,6 +280,26 @@ fn check_lease(tx: &rusqlite::Transaction<'_>, lease: &Lease) -> Result<(), Stor
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(unavailable)?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (word, n) = row.map_err(unavailable)?;
+                let status = Status::from_word(&word)
+                    .ok_or_else(|| corrupt(format!("unknown status {word}")))?;
+                counts.push((status, n.max(0) as u64));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let pipeline = serde_json::to_string(&run.pipeline).map_err(corrupt)?;
         let doc = run.document();

@@ -487,6 +487,24 @@ pub async fn a_long_run_reads_as_its_events_replayed(store: &dyn Store) {
     );
 }
 
+pub async fn runs_are_counted_by_status(store: &dyn Store) {
+    finished_run(store, "c0", SystemTime::now()).await;
+    for id in ["c1", "c2", "c3"] {
+        store.create(new_run(id, "p")).await.unwrap();
+    }
+    let counts = store.counts().await.unwrap();
+    let of = |status: Status| {
+        counts
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    assert_eq!(of(Status::Pending), 3, "{counts:?}");
+    assert_eq!(of(Status::Running), 0, "{counts:?}");
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 4, "{counts:?}");
+}
+
 pub async fn cancel_requests_are_counted_until_the_run_finishes(store: &dyn Store) {
     store.create(new_run("r1", "p")).await.unwrap();
     assert_eq!(store.cancel_requests("r1").await.unwrap(), 0);
@@ -1089,6 +1107,7 @@ macro_rules! store_conformance {
             a_finished_run_whose_lease_expires_is_not_claimed,
             a_refused_append_changes_nothing,
             cancel_requests_are_counted_until_the_run_finishes,
+            runs_are_counted_by_status,
             the_feed_has_every_creation_and_event_in_order,
             the_feed_misses_nothing_when_writers_interleave,
             a_finished_run_is_retried_and_claimed_again,

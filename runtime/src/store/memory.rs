@@ -95,6 +95,19 @@ fn held<'a>(inner: &'a mut Inner, lease: &Lease) -> Result<&'a mut Entry, StoreE
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn counts(&self) -> Result<Vec<(crate::record::Status, u64)>, StoreError> {
+        let inner = self.lock()?;
+        let mut counts: Vec<(crate::record::Status, u64)> = Vec::new();
+        for e in inner.runs.values() {
+            let status = e.stored.run.status;
+            match counts.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((status, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
     async fn create(&self, run: NewRun) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         if inner.runs.contains_key(&run.id) {

@@ -213,6 +213,10 @@ pub trait Store: Send + Sync {
     /// comes next starts.
     async fn last_change(&self) -> Result<u64, StoreError>;
 
+    /// How many runs have each status (a status no run has may be left out). For metrics:
+    /// answered from the stores' status indexes, never by reading runs.
+    async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+
     /// How many cancel requests the run has had (`NotFound` for an unknown run). Cheap: a
     /// worker asks for it every [`WorkerOptions::poll`](crate::worker::WorkerOptions::poll).
     async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError>;

@@ -612,6 +612,24 @@ async fn metrics_count_requests_by_route() {
     );
     assert!(text.contains("route=\"/api/runs\""), "{text}");
     assert!(text.contains("chainr_runs_submitted_total"), "{text}");
+    assert!(text.contains("chainr_runs{status=\"PENDING\"} 1"), "{text}");
+    assert!(text.contains("chainr_queue_depth 1"), "{text}");
+    // What workers of this process stored.
+    let ended = RunEvent {
+        seq: 9,
+        at: SystemTime::now(),
+        kind: EventKind::AttemptEnded {
+            job: 0,
+            attempt: 1,
+            result: AttemptResult::new(AttemptEnd::Failed, Some(2), None),
+        },
+    };
+    chainr_server::count_events("r", &[ended]);
+    let text = app.get("/metrics").await.text();
+    assert!(
+        text.contains("chainr_attempts_total{status=\"FAILED\"}"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

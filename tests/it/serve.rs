@@ -273,36 +273,7 @@ fn data_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The original chainr README's example, as it printed it.
-const SEED: &str = r#"{
-  "kind": "Pipeline",
-  "jobs": {
-    "first": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "second": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "success": {
-      "dependsOn": [{
-        "job": "first"
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "error": {
-      "dependsOn": [{
-        "job": "first",
-        "conditions": {
-          "failure": true
-        }
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    }
-  }
-}"#;
+const SEED: &str = include_str!("../../examples/seed.json");
 
 #[test]
 fn the_seed_json_posted_as_curl_posts_it_runs_to_success() {

@@ -12,15 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tower::ServiceExt;
 
-const SEED: &str = r#"{
-  "kind": "Pipeline",
-  "jobs": {
-    "first": {"image": "busybox", "run": "exit 0"},
-    "second": {"image": "busybox", "run": "exit 0"},
-    "success": {"dependsOn": [{"job": "first"}], "image": "busybox", "run": "exit 0"},
-    "error": {"dependsOn": [{"job": "first", "conditions": {"failure": true}}], "image": "busybox", "run": "exit 0"}
-  }
-}"#;
+/// The original chainr README's example.
+const SEED: &str = include_str!("../../../examples/seed.json");
 
 const WRITER: &str = "writer-token-0123456789";
 const READER: &str = "reader-token-0123456789";

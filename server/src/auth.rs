@@ -1,7 +1,11 @@
-//! Who is calling: bearer tokens with a scope (`read` or `write`). Tokens are kept as SHA-256
-//! hashes only, compared in constant time, and never logged. The tokens file (or
-//! `CHAINR_TOKENS`) holds one token per line: `NAME SCOPE SECRET`, where SECRET is the token
-//! itself or `sha256:HEX`, its hash; `#` starts a comment.
+//! Who is calling: bearer tokens with a scope (`read` or `write`), presented in the
+//! `Authorization` header or, for the web UI, in the session cookie `POST /api/session` sets.
+//! Tokens are kept as SHA-256 hashes only, compared in constant time, and never logged. The
+//! tokens file (or `CHAINR_TOKENS`) holds one token per line: `NAME SCOPE SECRET`, where SECRET
+//! is the token itself or `sha256:HEX`, its hash; `#` starts a comment.
+//!
+//! Writes are guarded against cross-site requests: a write whose `Origin` is not the server's
+//! own is refused, and a write authenticated by the cookie must say its `Origin`.
 
 use crate::error::ApiError;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -32,7 +36,34 @@ pub struct Caller {
     /// The token's name (the submitter of the runs it submits); `None` without authentication.
     pub name: Option<String>,
     pub scope: Scope,
+    /// How the token came.
+    pub via: Via,
 }
+
+/// How a caller was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `--no-auth`: nothing was asked.
+    Open,
+    /// `Authorization: Bearer TOKEN`.
+    Bearer,
+    /// The session cookie of the web UI, which a browser attaches by itself: writes need a
+    /// same-origin `Origin` too.
+    Cookie,
+}
+
+impl Via {
+    pub fn word(self) -> &'static str {
+        match self {
+            Via::Open => "none",
+            Via::Bearer => "bearer",
+            Via::Cookie => "cookie",
+        }
+    }
+}
+
+/// The name of the web UI's session cookie; its value is the token, hex-encoded.
+pub const SESSION_COOKIE: &str = "chainr_session";
 
 struct Token {
     name: String,
@@ -127,6 +158,11 @@ impl Tokens {
         self.0.is_empty()
     }
 
+    /// The name and scope of the token `presented`, if it is one.
+    pub fn check(&self, presented: &str) -> Option<(String, Scope)> {
+        self.find(presented).map(|t| (t.name.clone(), t.scope))
+    }
+
     /// The token `presented` is, if any. Every known hash is compared, in constant time.
     fn find(&self, presented: &str) -> Option<&Token> {
         let h = hash(presented);
@@ -141,13 +177,15 @@ impl Tokens {
 }
 
 impl Auth {
-    /// The caller of a request with these headers (`Authorization: Bearer TOKEN`), or 401.
+    /// The caller of a request with these headers (`Authorization: Bearer TOKEN`, else the
+    /// session cookie), or 401.
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let tokens = match self {
             Auth::Disabled => {
                 return Ok(Caller {
                     name: None,
                     scope: Scope::Write,
+                    via: Via::Open,
                 })
             }
             Auth::Tokens(t) => t,
@@ -156,27 +194,140 @@ impl Auth {
             ApiError::new(StatusCode::UNAUTHORIZED, why)
                 .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"chainr\"")
         };
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "authentication required: send `Authorization: Bearer TOKEN`",
-            ));
+        let (presented, via) = match headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let presented = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        let (scheme, rest) = v.split_once(' ')?;
+                        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+                    })
+                    .ok_or_else(|| {
+                        unauthorized("the Authorization header must be `Bearer TOKEN`")
+                    })?;
+                (presented.to_string(), Via::Bearer)
+            }
+            None => match session_cookie(headers) {
+                Some(token) => (token, Via::Cookie),
+                None => {
+                    return Err(unauthorized(
+                        "authentication required: send `Authorization: Bearer TOKEN`",
+                    ))
+                }
+            },
         };
-        let presented = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-        match tokens.find(presented) {
+        match tokens.find(&presented) {
             Some(t) => Ok(Caller {
                 name: Some(t.name.clone()),
                 scope: t.scope,
+                via,
             }),
+            None if via == Via::Cookie => Err(unauthorized(
+                "the session's token is no longer known; sign in again",
+            )),
             None => Err(unauthorized("unknown token")),
         }
     }
+}
+
+/// The token in the session cookie, if the request has one that decodes.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .and_then(|(_, value)| hex::decode(value.trim()).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// The `Set-Cookie` value that keeps `token` for the UI: only sent back to this server, never to
+/// scripts, never with a request another site starts; `Secure` when the client came over HTTPS.
+pub fn session_cookie_for(token: &str, https: bool) -> String {
+    let secure = if https { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{secure}",
+        hex::encode(token.as_bytes())
+    )
+}
+
+/// The `Set-Cookie` value that removes the session.
+pub fn session_cookie_cleared(https: bool) -> String {
+    let secure = if https { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}")
+}
+
+/// Whether the client reached us over HTTPS, as the proxy in front says (the server itself
+/// speaks plain HTTP).
+pub fn came_over_https(headers: &HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let forwarded = headers
+        .get("forwarded")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|first| {
+            first.split(';').any(|kv| {
+                kv.trim().split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("proto")
+                        && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        });
+    forwarded_proto || forwarded
+}
+
+/// The guard against cross-site writes: a write from a page of another origin is refused
+/// (whatever authenticates it: even `--no-auth` serves only its own pages), and a write that
+/// only the cookie authenticates must carry the `Origin` browsers send with every write, so that
+/// a request another site makes the browser send cannot use the session.
+pub fn same_origin(headers: &HeaderMap, via: Via) -> Result<(), ApiError> {
+    let refused = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return match via {
+            Via::Cookie => Err(refused(
+                "a write authenticated by the session cookie must carry an Origin header".into(),
+            )),
+            Via::Open | Via::Bearer => Ok(()),
+        };
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return Err(refused(format!(
+            "cross-origin write refused: Origin `{origin}` is not this server"
+        )));
+    };
+    let host = without_default_port(scheme, host);
+    let ours = [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .flat_map(|v| v.split(','))
+        .any(|h| {
+            let h = h.trim();
+            without_default_port(scheme, h).eq_ignore_ascii_case(host)
+        });
+    if ours {
+        Ok(())
+    } else {
+        Err(refused(format!(
+            "cross-origin write refused: Origin `{origin}` is not this server"
+        )))
+    }
+}
+
+fn without_default_port<'a>(scheme: &str, host: &'a str) -> &'a str {
+    let default = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return host,
+    };
+    host.strip_suffix(default).unwrap_or(host)
 }
 
 impl Caller {

@@ -1,7 +1,9 @@
 //! chainr's HTTP API, an adapter around the store: runs are submitted (the original chainr's
 //! JSON unchanged, `.chainr` source, or what `curl -d @file` sends), listed with a cursor, read,
 //! cancelled and retried; logs are read and followed; run changes stream as server-sent events;
-//! `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` (generated from the handlers).
+//! `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` (generated from the handlers); the
+//! web UI at `/`, its files embedded in the binary (`ui.rs`), signed in by a cookie
+//! (`session.rs`).
 //!
 //! Nothing here runs jobs: workers do, through the store (`chainr_runtime::worker`). The binary
 //! (`chainrc serve`) wires a store, this router and the workers together.
@@ -15,8 +17,10 @@ mod metrics;
 mod openapi;
 mod runs;
 mod serve;
+mod session;
+mod ui;
 
-pub use auth::{hash as hash_token, Auth, Caller, Scope, Tokens};
+pub use auth::{hash as hash_token, Auth, Caller, Scope, Tokens, Via};
 pub use diagnostics::{check, Checked, DiagnosticJson, Diagnostics, SourceKind};
 pub use error::{ApiError, ErrorBody};
 pub use metrics::count_events;
@@ -58,17 +62,22 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
-        app.auth.caller(&parts.headers)
+        let caller = app.auth.caller(&parts.headers)?;
+        if !parts.method.is_safe() {
+            auth::same_origin(&parts.headers, caller.via)?;
+        }
+        Ok(caller)
     }
 }
 
-/// The whole HTTP surface: the API, health, metrics, the OpenAPI document.
+/// The whole HTTP surface: the API, health, metrics, the OpenAPI document, the web UI.
 pub fn router(api: Api) -> Router {
     let max_body = api.max_body;
     let app: App = Arc::new(api);
     let (routes, _) = openapi::routes().split_for_parts();
     routes
         .merge(probe_routes())
+        .merge(ui::routes())
         .route("/api/openapi.json", axum::routing::get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

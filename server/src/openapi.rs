@@ -17,13 +17,15 @@ use utoipa_axum::routes;
     info(
         title = "chainr",
         description = "Chain container jobs: submit pipelines, watch their runs, read their logs. \
-                       Authenticate with `Authorization: Bearer TOKEN`; a `read` token reads, a `write` \
-                       token also submits, cancels and retries."
+                       Authenticate with `Authorization: Bearer TOKEN` (or, from a browser, the cookie \
+                       `POST /api/session` sets); a `read` token reads, a `write` token also submits, \
+                       cancels and retries."
     ),
     tags(
         (name = "runs", description = "Submit, list, read, cancel and retry runs"),
         (name = "logs", description = "Attempts' output"),
         (name = "events", description = "Live changes as server-sent events"),
+        (name = "session", description = "Who the caller is; signing a browser in and out"),
     ),
     modifiers(&Security)
 )]
@@ -54,12 +56,15 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::runs::resources))
         .routes(routes!(crate::runs::list, crate::runs::submit))
         .routes(routes!(crate::runs::get))
+        .routes(routes!(crate::runs::pipeline))
         .routes(routes!(crate::runs::cancel))
         .routes(routes!(crate::runs::retry))
         .routes(routes!(crate::events::all_events))
         .routes(routes!(crate::runs::check))
         .routes(routes!(crate::logs::logs))
         .routes(routes!(crate::events::run_events))
+        .routes(routes!(crate::session::whoami))
+        .routes(routes!(crate::session::sign_in, crate::session::sign_out))
 }
 
 /// The Run document (the fold of a run's events), as the API answers it. Its schema comes

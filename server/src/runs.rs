@@ -1,4 +1,5 @@
-//! Runs: submit (`POST /api/runs`), list (`GET /api/runs`), read, cancel and retry; compile
+//! Runs: submit (`POST /api/runs`), list (`GET /api/runs`), read (the Run document and its
+//! pipeline), cancel and retry; compile
 //! without running (`POST /api/check`); the resource list (`GET /api`).
 
 use crate::auth::{Caller, Scope};
@@ -127,21 +128,53 @@ fn parse_status(word: &str) -> Result<Status, ApiError> {
 #[utoipa::path(get, path = "/api/runs/{uid}", tag = "runs",
     params(("uid" = String, Path, description = "The run's uid")),
     responses(
-        (status = 200, description = "The Run document", body = crate::openapi::RunSchema),
+        (status = 200, description = "The Run document", body = crate::openapi::RunSchema,
+            headers(("Chainr-Last-Event-Id" = u64, description = "The number of the last event \
+                the document holds: the run's events after it continue it (`?after=`)"))),
         (status = 404, description = "No run has this uid", body = ErrorBody),
     ))]
 pub async fn get(
     State(app): State<App>,
     caller: Caller,
     Path(uid): Path<String>,
-) -> Result<Json<Run>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "reading a run")?;
     let stored = app
         .store
         .get(&uid)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
-    Ok(Json(stored.run))
+    Ok((
+        [(LAST_EVENT_HEADER, stored.last_seq.to_string())],
+        Json(stored.run),
+    )
+        .into_response())
+}
+
+/// The header of `GET /api/runs/{uid}` that says which event the document is the fold up to,
+/// so that a client continues it from the run's events without a gap or a repeat.
+pub const LAST_EVENT_HEADER: &str = "chainr-last-event-id";
+
+/// Reads the pipeline a run runs: the IR it was submitted as or compiled to, with every job's
+/// definition (image, command, conditions, retries, ...).
+#[utoipa::path(get, path = "/api/runs/{uid}/pipeline", tag = "runs",
+    params(("uid" = String, Path, description = "The run's uid")),
+    responses(
+        (status = 200, description = "The Pipeline IR", body = crate::openapi::PipelineSchema),
+        (status = 404, description = "No run has this uid", body = ErrorBody),
+    ))]
+pub async fn pipeline(
+    State(app): State<App>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> Result<Json<chainr_compiler::ir::Pipeline>, ApiError> {
+    caller.require(Scope::Read, "reading a run's pipeline")?;
+    let stored = app
+        .store
+        .get(&uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    Ok(Json(stored.pipeline))
 }
 
 /// Cancels a run: its running jobs are stopped (whole process groups, or their Kubernetes Jobs),

@@ -13,33 +13,33 @@ use std::time::{Duration, SystemTime};
 use tower::ServiceExt;
 
 /// The original chainr README's example.
-const SEED: &str = include_str!("../../../examples/seed.json");
+pub const SEED: &str = include_str!("../../../examples/seed.json");
 
-const WRITER: &str = "writer-token-0123456789";
-const READER: &str = "reader-token-0123456789";
+pub const WRITER: &str = "writer-token-0123456789";
+pub const READER: &str = "reader-token-0123456789";
 
-struct App {
-    store: Arc<MemoryStore>,
-    logs: Arc<MemoryLogs>,
-    router: Router,
+pub struct App {
+    pub store: Arc<MemoryStore>,
+    pub logs: Arc<MemoryLogs>,
+    pub router: Router,
     _drain: tokio::sync::watch::Sender<bool>,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    fn header(&self, name: header::HeaderName) -> &str {
+    pub fn header(&self, name: header::HeaderName) -> &str {
         self.headers
             .get(&name)
             .unwrap_or_else(|| panic!("no {name} header"))
@@ -48,7 +48,7 @@ impl Answer {
     }
 }
 
-fn app(auth: Auth) -> App {
+pub fn app(auth: Auth) -> App {
     let store = Arc::new(MemoryStore::new());
     let logs = Arc::new(MemoryLogs::new());
     let (tx, draining) = tokio::sync::watch::channel(false);
@@ -68,17 +68,17 @@ fn app(auth: Auth) -> App {
     }
 }
 
-fn open() -> App {
+pub fn open() -> App {
     app(Auth::Disabled)
 }
 
-fn with_tokens() -> App {
+pub fn with_tokens() -> App {
     let tokens = format!("ci write {WRITER}\nviewer read {READER}\n");
     app(Auth::Tokens(Tokens::parse(&tokens).unwrap()))
 }
 
 impl App {
-    async fn send(&self, request: Request<Body>) -> Answer {
+    pub async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -96,12 +96,12 @@ impl App {
         }
     }
 
-    async fn get(&self, uri: &str) -> Answer {
+    pub async fn get(&self, uri: &str) -> Answer {
         self.send(Request::get(uri).body(Body::empty()).unwrap())
             .await
     }
 
-    async fn post(&self, uri: &str, content_type: &str, body: impl Into<Body>) -> Answer {
+    pub async fn post(&self, uri: &str, content_type: &str, body: impl Into<Body>) -> Answer {
         self.send(
             Request::post(uri)
                 .header(header::CONTENT_TYPE, content_type)
@@ -111,7 +111,7 @@ impl App {
         .await
     }
 
-    async fn stored_runs(&self) -> usize {
+    pub async fn stored_runs(&self) -> usize {
         let q = chainr_runtime::store::ListQuery {
             limit: 1000,
             ..Default::default()
@@ -392,7 +392,7 @@ async fn unknown_things_are_404_and_wrong_methods_405_with_allow() {
 }
 
 /// A run with job `first` started by hand, as a worker would: claim, events, output.
-async fn started(app: &App) -> (String, chainr_runtime::store::Lease) {
+pub async fn started(app: &App) -> (String, chainr_runtime::store::Lease) {
     let a = app.post("/api/runs", "application/json", SEED).await;
     let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
     let lease = app
@@ -545,6 +545,10 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         ("post", "/api/runs/{uid}/cancel"),
         ("post", "/api/runs/{uid}/retry"),
         ("get", "/api/events"),
+        ("get", "/api/runs/{uid}/pipeline"),
+        ("get", "/api/whoami"),
+        ("post", "/api/session"),
+        ("delete", "/api/session"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chainr_compiler::ir;
 use chainr_runtime::event::RunEvent;
 use chainr_runtime::store::Change;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -136,7 +137,8 @@ const PIPELINES_KEPT: usize = 256;
 
 /// Every run's changes as they happen: `runCreated` when a run is submitted, then each event of
 /// each run (as on a run's stream, with `run` and `jobName`). Starts from now unless
-/// `Last-Event-ID` (or `?after=`) says where the client left off.
+/// `Last-Event-ID` (or `?after=`) says where the client left off; a stream from now begins with
+/// an `id:` line alone, the place it starts from.
 #[utoipa::path(get, path = "/api/events", tag = "events",
     params(StreamParams,
            ("Last-Event-ID" = Option<u64>, Header, description = "The last event seen")),
@@ -151,11 +153,16 @@ pub async fn all_events(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Scope::Read, "reading events")?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let after = if headers.contains_key("last-event-id") || params.after.is_some() {
+    let resumed = headers.contains_key("last-event-id") || params.after.is_some();
+    let after = if resumed {
         start(&headers, params.after)?
     } else {
         app.store.last_change().await?
     };
+    // From now: the stream begins with its place alone (an `id:` without data, which sets a
+    // browser's last event id and dispatches nothing), so that a client that loses the
+    // connection before any change resumes from there rather than from a later "now".
+    let place = (!resumed).then(|| Ok(Event::default().id(after.to_string())));
     let state = (
         app,
         after,
@@ -188,6 +195,7 @@ pub async fn all_events(
             }
         },
     );
+    let stream = futures_util::stream::iter(place).chain(stream);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

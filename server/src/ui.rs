@@ -29,6 +29,16 @@ pub const FILES: &[(&str, &[u8])] = files![
     "api.js",
     "dom.js",
     "format.js",
+    "live.js",
+    "record.js",
+    "runs.js",
+    "run.js",
+    "graph.js",
+    "timeline.js",
+    "job.js",
+    "log.js",
+    "ansi.js",
+    "new.js",
     "signin.js",
 ];
 

@@ -695,6 +695,15 @@ async fn the_feed_of_every_run_starts_now_or_after_the_last_event_seen() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
+    // The stream says where it starts, with an id alone: a browser that reconnects before any
+    // change resumes from there.
+    let place = next_frame(&mut body).await;
+    let start: u64 = place
+        .strip_prefix("id: ")
+        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("{place:?}"))
+        .parse()
+        .unwrap();
     let second = app.post("/api/runs", "application/json", SEED).await.json();
     let second = second["metadata"]["uid"].as_str().unwrap().to_string();
     let text = next_frame(&mut body).await;
@@ -707,6 +716,7 @@ async fn the_feed_of_every_run_starts_now_or_after_the_last_event_seen() {
         .unwrap()
         .parse()
         .unwrap();
+    assert!(id > start);
     // A client that reconnects after the first run's creation gets the second's again.
     let response = app
         .router

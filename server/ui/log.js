@@ -134,22 +134,24 @@ export function createLog(root, { uid, job, attempt }) {
     const num = i + 1;
     const row = h('div', { class: `line${target === num ? ' target' : ''}` });
     row.appendChild(h('a', { class: 'ln', href: `#L${num}`, 'aria-label': `Line ${num}`, tabindex: '-1' }, String(num)));
+    const text = h('span', { class: 'txt' });
+    row.appendChild(text);
     const { segments } = parse(rawLine(i), stateAt(i));
     const stamp = stampLength(fullPlain(i));
     let skip = stamp;
     const ranges = matchesOn(i);
     let offset = 0;
     for (const seg of segments) {
-      let text = seg.text;
+      let piece = seg.text;
       let at = offset;
-      offset += text.length;
+      offset += piece.length;
       if (skip > 0) {
-        const cut = Math.min(skip, text.length);
-        text = text.slice(cut);
+        const cut = Math.min(skip, piece.length);
+        piece = piece.slice(cut);
         at += cut;
         skip -= cut;
       }
-      if (text) appendSegment(row, text, seg.style, at - stamp, ranges);
+      if (piece) appendSegment(text, piece, seg.style, at - stamp, ranges);
     }
     return row;
   }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of every crate.
 # Needs the Rust toolchain (with rustfmt and clippy), Python 3 with pip, Node.js with npm,
-# redis-server and kubectl, as on the CI machine; it installs the Python and npm packages the
-# tests need.
+# chromium, redis-server and kubectl, as on the CI machine; it installs the Python and npm
+# packages the tests need.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,6 +19,10 @@ RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_l
   cargo doc --workspace --no-deps --locked
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== the web UI in Debian's chromium (playwright-core, node:test), each test with its own chainrc serve"
+(cd tests/ui && npm ci --no-audit --no-fund --loglevel=error \
+  && CHAINRC="$CARGO_TARGET_DIR/debug/chainrc" node --test --test-concurrency=1)
 
 echo "== the language server with an independent client (pytest-lsp)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/lsp/requirements.txt

@@ -17,6 +17,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    out: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -35,10 +36,20 @@ impl Server {
             .env_remove("CHAINR_TOKENS")
             .env_remove("CHAINR_REDIS")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("chainrc starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let printed = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut out = printed.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -62,11 +73,22 @@ impl Server {
                 panic!("the server did not start:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            out,
+        }
     }
 
+    /// What it logged (standard error).
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// What it printed (standard output: the notifier's lines).
+    pub fn printed(&self) -> String {
+        self.out.lock().unwrap().clone()
     }
 
     pub fn request(
@@ -305,6 +327,15 @@ fn the_seed_json_posted_as_curl_posts_it_runs_to_success() {
         ]
     );
     assert_eq!(server.get("/readyz").status, 200);
+    // The notifier role says when it started and how it ended, as the original's notif did.
+    wait_for(Duration::from_secs(10), "the notifier's lines", || {
+        server.printed().contains(&format!("SUCCESS {uid} -"))
+    });
+    assert!(
+        server.printed().contains(&format!("START {uid} -")),
+        "{}",
+        server.printed()
+    );
 }
 
 #[test]

@@ -7,5 +7,6 @@ mod lsp;
 mod lsp_client;
 mod run;
 mod serve;
+mod serve_crash;
 mod snapshots;
 mod tidy;

@@ -2,6 +2,8 @@
 //! its stored events when another worker had it before), renews the run's lease while it works,
 //! and hands runs back at once when it is told to stop. A worker whose lease was lost stops
 //! driving that run: another worker has it now, and its writes would be refused anyway. A run
+//! taken over from a worker whose lease expired has each attempt started as one that may have
+//! been started before (the dead worker's last step may not have been stored). A run
 //! whose workers kept dying while they drove it (taken over more than
 //! [`WorkerOptions::max_takeovers`] times) is given up: finished as errored, not driven again.
 
@@ -173,6 +175,9 @@ pub async fn drive_claimed<X: Executors>(
         Ok(d) => d,
         Err(e) => return give_back(&*store, &lease, e.to_string()).await,
     };
+    if lease.takeovers > 0 {
+        driver.taken_over();
+    }
     if lease.takeovers > options.max_takeovers {
         let why = GiveUp::WorkerStopped {
             times: lease.takeovers,

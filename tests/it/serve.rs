@@ -3,6 +3,7 @@
 //! once; SIGTERM hands runs back at once; bad input costs nothing.
 
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_chainrc");
 
 /// A running `chainrc serve`, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
@@ -28,6 +29,11 @@ impl Server {
 
     /// Starts `chainrc serve --listen LISTEN ARGS` and waits until it listens.
     pub fn start_on(listen: &str, args: &[&str]) -> Server {
+        Server::start_with_env(listen, args, &[])
+    }
+
+    /// The same, with these variables added to the server's environment (and so to its jobs').
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--listen", listen])
@@ -35,6 +41,7 @@ impl Server {
             .env("RUST_LOG", "info")
             .env_remove("CHAINR_TOKENS")
             .env_remove("CHAINR_REDIS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,6 +121,12 @@ impl Server {
         )
     }
 
+    /// SIGKILL, as in a crash: nothing is handed back, the jobs it started are left running.
+    pub fn kill(mut self) {
+        self.child.kill().expect("the server is killed");
+        self.child.wait().unwrap();
+    }
+
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
@@ -161,7 +174,7 @@ impl Drop for Server {
     }
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub head: String,
     pub body: Vec<u8>,
@@ -180,7 +193,7 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -232,7 +245,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     out
 }
 
-fn uid(answer: &Answer) -> String {
+pub(crate) fn uid(answer: &Answer) -> String {
     assert_eq!(
         answer.status,
         202,
@@ -246,7 +259,7 @@ fn uid(answer: &Answer) -> String {
 }
 
 /// A path fit for a shell string inside JSON.
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     let s = path.display().to_string();
     assert!(!s.contains(['"', '\\', '$', '\'', ' ']), "{s}");
     s
@@ -255,7 +268,7 @@ fn p(path: &Path) -> String {
 /// A job that records its start and its end in `markers`, and notes `OVERLAP` if an earlier
 /// start of the same job is still running when it starts (a zombie runs nothing: killed
 /// orphans stay zombies where the init process does not reap them).
-fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> String {
+pub(crate) fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> String {
     let m = p(&dir.join("markers"));
     let lock = p(&dir.join(format!("{name}.pid")));
     let run = format!(
@@ -272,7 +285,7 @@ fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> Str
     )
 }
 
-fn markers(dir: &Path) -> Vec<String> {
+pub(crate) fn markers(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("markers"))
         .unwrap_or_default()
         .lines()
@@ -280,7 +293,7 @@ fn markers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -253,6 +253,16 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         options.renew_every = args.lease / 3;
         options.runs_at_once = args.runs_at_once.max(1);
         options.observer = Some(Arc::new(chainr_server::count_events));
+        options.on_held = Some(Arc::new(|run: &str, held: &worker::Held| match held {
+            worker::Held::Finished => tracing::debug!(run, "run finished"),
+            worker::Held::HandedBack => tracing::info!(run, "run handed back"),
+            worker::Held::LeaseLost => {
+                tracing::warn!(run, "lease lost: another worker has the run now")
+            }
+            worker::Held::Failed(why) => {
+                tracing::warn!(run, why = %why, "stopped driving the run; another worker (or this one) takes it again")
+            }
+        }));
         let stop = draining.clone();
         let (store, logs) = (store.clone(), logs.clone());
         match args.executor {

@@ -41,7 +41,13 @@ pub struct WorkerOptions {
     pub max_takeovers: u32,
     /// Told of every batch of events once it is stored (metrics, logs of the process).
     pub observer: Option<Observer>,
+    /// Told how each hold on a run ended (the process's log: a run handed back because the
+    /// store failed should not go unsaid).
+    pub on_held: Option<HeldObserver>,
 }
+
+/// Sees how a hold ended: `on_held(run_id, how)`.
+pub type HeldObserver = Arc<dyn Fn(&str, &Held) + Send + Sync>;
 
 /// Sees a run's events after they are stored: `observer(run_id, events)`.
 pub type Observer = Arc<dyn Fn(&str, &[crate::event::RunEvent]) + Send + Sync>;
@@ -79,6 +85,7 @@ impl WorkerOptions {
             poll: Duration::from_millis(250),
             max_takeovers: 3,
             observer: None,
+            on_held: None,
         }
     }
 }
@@ -122,7 +129,7 @@ impl Executors for InstantExecutors {
 }
 
 /// How a worker's hold on a run ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Held {
     /// The run finished.
     Finished,
@@ -308,6 +315,9 @@ pub async fn work<X: Executors>(
         tokio::select! {
             Some(done) = running.join_next() => {
                 if let Ok(done) = done {
+                    if let Some(tell) = &options.on_held {
+                        tell(&done.0, &done.1);
+                    }
                     ended.push(done);
                 }
             }
@@ -318,6 +328,9 @@ pub async fn work<X: Executors>(
     // Stopping: every run hands itself back (each task sees `stop` too).
     while let Some(done) = running.join_next().await {
         if let Ok(done) = done {
+            if let Some(tell) = &options.on_held {
+                tell(&done.0, &done.1);
+            }
             ended.push(done);
         }
     }

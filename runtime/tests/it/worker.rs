@@ -191,8 +191,13 @@ async fn a_worker_told_to_stop_hands_its_runs_back_at_once() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     create(&*store, "r").await;
     let (stop_tx, stop) = watch::channel(false);
+    let told: Arc<std::sync::Mutex<Vec<(String, Held)>>> = Arc::default();
+    let tell = told.clone();
     let opts = WorkerOptions {
         lease: Duration::from_secs(3600),
+        on_held: Some(Arc::new(move |run: &str, held: &Held| {
+            tell.lock().unwrap().push((run.to_string(), held.clone()))
+        })),
         ..options("w1")
     };
     let worker = tokio::spawn(work(
@@ -210,6 +215,8 @@ async fn a_worker_told_to_stop_hands_its_runs_back_at_once() {
     stop_tx.send(true).unwrap();
     let ended = worker.await.unwrap();
     assert_eq!(ended, [("r".to_string(), Held::HandedBack)]);
+    // And the process was told, to say so in its log.
+    assert_eq!(*told.lock().unwrap(), ended);
     // Claimable again at once, though its lease would have held for an hour.
     let again = store.claim("w2", Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.map(|l| l.run).as_deref(), Some("r"));

@@ -21,6 +21,8 @@ pub enum Role {
     Api,
     /// Claims runs and drives them.
     Worker,
+    /// Says when runs start and end, on standard output (as the original chainr's notif did).
+    Notifier,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -42,8 +44,13 @@ pub struct ServeArgs {
     /// Keep state in Redis instead, shared by any number of `chainrc serve` processes.
     #[arg(long, value_name = "URL", env = "CHAINR_REDIS")]
     redis: Option<String>,
-    /// What this process does: a comma list of `api` and `worker`.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "api,worker")]
+    /// What this process does: a comma list of `api`, `worker` and `notifier`.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "api,worker,notifier"
+    )]
     roles: Vec<Role>,
     /// How jobs run.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
@@ -246,6 +253,16 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         options.renew_every = args.lease / 3;
         options.runs_at_once = args.runs_at_once.max(1);
         options.observer = Some(Arc::new(chainr_server::count_events));
+        options.on_held = Some(Arc::new(|run: &str, held: &worker::Held| match held {
+            worker::Held::Finished => tracing::debug!(run, "run finished"),
+            worker::Held::HandedBack => tracing::info!(run, "run handed back"),
+            worker::Held::LeaseLost => {
+                tracing::warn!(run, "lease lost: another worker has the run now")
+            }
+            worker::Held::Failed(why) => {
+                tracing::warn!(run, why = %why, "stopped driving the run; another worker (or this one) takes it again")
+            }
+        }));
         let stop = draining.clone();
         let (store, logs) = (store.clone(), logs.clone());
         match args.executor {
@@ -277,6 +294,10 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
             }
         }
     }
+    if args.roles.contains(&Role::Notifier) {
+        let (store, stop) = (store.clone(), draining.clone());
+        tasks.spawn(notify(store, stop));
+    }
     // Retention: any process may prune; it is idempotent.
     if args.keep_runs.is_some() || !args.keep_for.is_zero() {
         let (store, keep_runs, keep_for) = (store.clone(), args.keep_runs, args.keep_for);
@@ -304,6 +325,7 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         .map(|r| match r {
             Role::Api => "api",
             Role::Worker => "worker",
+            Role::Notifier => "notifier",
         })
         .collect();
     match listening {
@@ -327,6 +349,53 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         tracing::warn!("the drain took too long; exiting anyway");
     }
     Ok(())
+}
+
+/// The notifier role: a line on standard output when a run starts and when it ends, read from the
+/// store's feed from the moment the process starts: `START uid pipeline`, then `SUCCESS`,
+/// `FAILURE`, `CANCELLED` or `ERRORED`.
+async fn notify(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    use chainr_runtime::event::EventKind;
+    use chainr_runtime::scheduler::RunOutcome;
+    let mut after = loop {
+        match store.last_change().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!(error = %e, "the notifier cannot read the store yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|d| *d) => return,
+                }
+            }
+        }
+    };
+    loop {
+        let changes = store.feed(after, 500).await.unwrap_or_default();
+        for change in &changes {
+            after = change.id;
+            let word = match change.event.as_ref().map(|e| &e.kind) {
+                Some(EventKind::RunStarted { resumed: false }) => "START",
+                Some(EventKind::RunFinished { outcome }) => match outcome {
+                    RunOutcome::Succeeded => "SUCCESS",
+                    RunOutcome::Failed => "FAILURE",
+                    RunOutcome::Cancelled => "CANCELLED",
+                    RunOutcome::Errored => "ERRORED",
+                },
+                _ => continue,
+            };
+            let name = match store.get(&change.run).await {
+                Ok(Some(s)) => s.pipeline.name.unwrap_or_else(|| "-".to_string()),
+                _ => "-".to_string(),
+            };
+            println!("{word} {} {name}", change.run);
+        }
+        if changes.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.wait_for(|d| *d) => return,
+            }
+        }
+    }
 }
 
 fn worker_name() -> String {

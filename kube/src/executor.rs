@@ -378,8 +378,12 @@ impl Executor for KubeExecutor {
         );
         let object = job.metadata.name.clone().unwrap_or_default();
         job.metadata.namespace = Some(self.options.namespace.clone());
-        // After a take-over the Job exists already and is adopted: never created twice.
-        create(&self.jobs, &job).await?;
+        // After a take-over the Job exists already and is adopted by its name: never created
+        // twice, nor asked to be.
+        match a.resume {
+            Some(_) => adopt_or_create(&self.jobs, &job).await?,
+            None => create(&self.jobs, &job).await?,
+        }
         self.next_key += 1;
         self.by_key.insert(self.next_key, object.clone());
         self.live.insert(
@@ -475,15 +479,33 @@ async fn create(jobs: &Api<Job>, job: &Job) -> Result<(), String> {
                 .get(&name)
                 .await
                 .map_err(|e| format!("could not read the existing Job {name}: {e}"))?;
-            if existing.metadata.labels == job.metadata.labels {
-                Ok(())
-            } else {
-                Err(format!(
-                    "a Job named {name} exists and is not this attempt's"
-                ))
-            }
+            adopt(&existing, job)
         }
         Err(e) => Err(format!("could not create the Job {name}: {e}")),
+    }
+}
+
+/// The Job of an attempt started before (by a worker that stopped): read by its name and
+/// adopted when it is ours; created when it is not there (its creation never reached the API
+/// server, or it was deleted since).
+async fn adopt_or_create(jobs: &Api<Job>, job: &Job) -> Result<(), String> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    match jobs.get_opt(&name).await {
+        Ok(Some(existing)) => adopt(&existing, job),
+        Ok(None) => create(jobs, job).await,
+        Err(e) => Err(format!("could not read the existing Job {name}: {e}")),
+    }
+}
+
+/// An existing Job is this attempt's when it carries the attempt's labels.
+fn adopt(existing: &Job, job: &Job) -> Result<(), String> {
+    if existing.metadata.labels == job.metadata.labels {
+        Ok(())
+    } else {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        Err(format!(
+            "a Job named {name} exists and is not this attempt's"
+        ))
     }
 }
 
@@ -736,6 +758,40 @@ mod tests {
             );
             send.send_response(json_response(200, existing));
             assert_eq!(call.await.unwrap().is_ok(), ours);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_attempt_reads_its_job_by_name_and_creates_it_only_when_missing() {
+        for exists in [true, false] {
+            let (client, mut handle) = mock();
+            let jobs: Api<Job> = Api::namespaced(client, "ci");
+            let job = sample_job();
+            let existing = serde_json::to_value(&job).unwrap();
+            let call = tokio::spawn(async move { adopt_or_create(&jobs, &job).await });
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.method(), "GET");
+            let name = manifest::job_object_name("run-1", "build", 2);
+            assert_eq!(
+                req.uri().path(),
+                format!("/apis/batch/v1/namespaces/ci/jobs/{name}")
+            );
+            if exists {
+                send.send_response(json_response(200, existing));
+            } else {
+                send.send_response(json_response(
+                    404,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": "jobs.batch not found"}),
+                ));
+                let (req, send) = handle.next_request().await.unwrap();
+                assert_eq!(req.method(), "POST");
+                send.send_response(json_response(201, existing));
+            }
+            assert_eq!(call.await.unwrap(), Ok(()));
+            // Nothing more was asked: the client is gone and the mock has no request left.
+            let more = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+            assert!(matches!(more, Ok(None)), "another request");
         }
     }
 

@@ -159,6 +159,8 @@ pub struct Driver<'p> {
     backlog: Vec<EventKind>,
     earlier: Vec<(JobId, u32, Option<String>)>,
     begun: bool,
+    /// Set by [`Driver::taken_over`]: any attempt launched may have been started already.
+    taken_over: bool,
 }
 
 impl<'p> Driver<'p> {
@@ -198,6 +200,7 @@ impl<'p> Driver<'p> {
             backlog: Vec::new(),
             earlier: Vec::new(),
             begun: false,
+            taken_over: false,
         })
     }
 
@@ -556,6 +559,15 @@ impl<'p> Driver<'p> {
         self.settle(now);
     }
 
+    /// The run is taken over from a driver that stopped without handing it back (its lease
+    /// expired). Its last step may not have been stored, and what it started then may still
+    /// run: so every attempt launched from now on is started as one that may have been started
+    /// before (`resume: Some(None)`), for the executor to find it by the attempt's identity (a
+    /// process's environment, a Job's name) rather than run a second copy beside it.
+    pub fn taken_over(&mut self) {
+        self.taken_over = true;
+    }
+
     /// Gives the run up: it is not driven any more (see [`EventKind::RunGivenUp`]). Before
     /// [`Driver::begin`], it waits for it, like a cancel.
     pub fn give_up(&mut self, why: GiveUp, now: Now) {
@@ -761,7 +773,9 @@ impl<'p> Driver<'p> {
             let action = self.actions[i].clone();
             i += 1;
             match action {
-                Action::Launch { job, attempt } => self.launch(job, attempt, None),
+                Action::Launch { job, attempt } => {
+                    self.launch(job, attempt, self.taken_over.then_some(None))
+                }
                 Action::Retry {
                     job,
                     attempt,

@@ -20,9 +20,10 @@ pub struct AttemptSpec<'a> {
     /// Variables beyond the job's own (`CHAINR_RUN_STATUS`, `CHAINR_FAILED_JOBS` for `finally`
     /// jobs); the executor adds `CHAINR_RUN_ID`, `CHAINR_JOB` and `CHAINR_ATTEMPT`.
     pub extra_env: &'a [(&'static str, String)],
-    /// Set when this attempt was started before, by a driver that stopped (a crash, a lost
-    /// lease): the handle it was given then, if it was recorded. The executor must make sure the
-    /// earlier start is not running alongside the new one (adopt it, or kill it first).
+    /// Set when this attempt was, or may have been, started before by a driver that stopped (a
+    /// crash, a lost lease): the handle it was given then, if it was recorded. The executor must
+    /// make sure the earlier start is not running alongside the new one (adopt it, or kill it
+    /// first).
     pub resume: Option<Option<&'a str>>,
 }
 

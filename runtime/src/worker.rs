@@ -2,6 +2,8 @@
 //! its stored events when another worker had it before), renews the run's lease while it works,
 //! and hands runs back at once when it is told to stop. A worker whose lease was lost stops
 //! driving that run: another worker has it now, and its writes would be refused anyway. A run
+//! taken over from a worker whose lease expired has each attempt started as one that may have
+//! been started before (the dead worker's last step may not have been stored). A run
 //! whose workers kept dying while they drove it (taken over more than
 //! [`WorkerOptions::max_takeovers`] times) is given up: finished as errored, not driven again.
 
@@ -39,7 +41,13 @@ pub struct WorkerOptions {
     pub max_takeovers: u32,
     /// Told of every batch of events once it is stored (metrics, logs of the process).
     pub observer: Option<Observer>,
+    /// Told how each hold on a run ended (the process's log: a run handed back because the
+    /// store failed should not go unsaid).
+    pub on_held: Option<HeldObserver>,
 }
+
+/// Sees how a hold ended: `on_held(run_id, how)`.
+pub type HeldObserver = Arc<dyn Fn(&str, &Held) + Send + Sync>;
 
 /// Sees a run's events after they are stored: `observer(run_id, events)`.
 pub type Observer = Arc<dyn Fn(&str, &[crate::event::RunEvent]) + Send + Sync>;
@@ -77,6 +85,7 @@ impl WorkerOptions {
             poll: Duration::from_millis(250),
             max_takeovers: 3,
             observer: None,
+            on_held: None,
         }
     }
 }
@@ -120,7 +129,7 @@ impl Executors for InstantExecutors {
 }
 
 /// How a worker's hold on a run ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Held {
     /// The run finished.
     Finished,
@@ -173,6 +182,9 @@ pub async fn drive_claimed<X: Executors>(
         Ok(d) => d,
         Err(e) => return give_back(&*store, &lease, e.to_string()).await,
     };
+    if lease.takeovers > 0 {
+        driver.taken_over();
+    }
     if lease.takeovers > options.max_takeovers {
         let why = GiveUp::WorkerStopped {
             times: lease.takeovers,
@@ -303,6 +315,9 @@ pub async fn work<X: Executors>(
         tokio::select! {
             Some(done) = running.join_next() => {
                 if let Ok(done) = done {
+                    if let Some(tell) = &options.on_held {
+                        tell(&done.0, &done.1);
+                    }
                     ended.push(done);
                 }
             }
@@ -313,6 +328,9 @@ pub async fn work<X: Executors>(
     // Stopping: every run hands itself back (each task sees `stop` too).
     while let Some(done) = running.join_next().await {
         if let Ok(done) = done {
+            if let Some(tell) = &options.on_held {
+                tell(&done.0, &done.1);
+            }
             ended.push(done);
         }
     }

@@ -9,16 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NS: &str = "ci";
+pub(crate) const NS: &str = "ci";
 
-struct Cluster {
-    api: KubeApi,
-    kubeconfig: PathBuf,
-    dir: tempfile::TempDir,
+/// The test API server over loopback, a kubeconfig for it, a directory for the test's files.
+pub(crate) struct Cluster {
+    pub(crate) api: KubeApi,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
 
-fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

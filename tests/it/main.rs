@@ -8,5 +8,6 @@ mod lsp_client;
 mod run;
 mod serve;
 mod serve_client;
+mod serve_crash;
 mod snapshots;
 mod tidy;

@@ -3,6 +3,7 @@
 //! once; SIGTERM hands runs back at once; bad input costs nothing.
 
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,10 +14,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_chainrc");
 
 /// A running `chainrc serve`, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    out: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -27,6 +29,11 @@ impl Server {
 
     /// Starts `chainrc serve --listen LISTEN ARGS` and waits until it listens.
     pub fn start_on(listen: &str, args: &[&str]) -> Server {
+        Server::start_with_env(listen, args, &[])
+    }
+
+    /// The same, with these variables added to the server's environment (and so to its jobs').
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--listen", listen])
@@ -34,11 +41,22 @@ impl Server {
             .env("RUST_LOG", "info")
             .env_remove("CHAINR_TOKENS")
             .env_remove("CHAINR_REDIS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("chainrc starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let printed = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut out = printed.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -62,11 +80,22 @@ impl Server {
                 panic!("the server did not start:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            out,
+        }
     }
 
+    /// What it logged (standard error).
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// What it printed (standard output: the notifier's lines).
+    pub fn printed(&self) -> String {
+        self.out.lock().unwrap().clone()
     }
 
     pub fn request(
@@ -90,6 +119,12 @@ impl Server {
             &[("Content-Type", "application/json")],
             body.as_bytes(),
         )
+    }
+
+    /// SIGKILL, as in a crash: nothing is handed back, the jobs it started are left running.
+    pub fn kill(mut self) {
+        self.child.kill().expect("the server is killed");
+        self.child.wait().unwrap();
     }
 
     pub fn signal(&self, signal: &str) {
@@ -139,7 +174,7 @@ impl Drop for Server {
     }
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub head: String,
     pub body: Vec<u8>,
@@ -158,7 +193,7 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end.
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -210,7 +245,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     out
 }
 
-fn uid(answer: &Answer) -> String {
+pub(crate) fn uid(answer: &Answer) -> String {
     assert_eq!(
         answer.status,
         202,
@@ -224,7 +259,7 @@ fn uid(answer: &Answer) -> String {
 }
 
 /// A path fit for a shell string inside JSON.
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     let s = path.display().to_string();
     assert!(!s.contains(['"', '\\', '$', '\'', ' ']), "{s}");
     s
@@ -233,7 +268,7 @@ fn p(path: &Path) -> String {
 /// A job that records its start and its end in `markers`, and notes `OVERLAP` if an earlier
 /// start of the same job is still running when it starts (a zombie runs nothing: killed
 /// orphans stay zombies where the init process does not reap them).
-fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> String {
+pub(crate) fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> String {
     let m = p(&dir.join("markers"));
     let lock = p(&dir.join(format!("{name}.pid")));
     let run = format!(
@@ -250,7 +285,7 @@ fn marking_job(dir: &Path, name: &str, seconds: u32, after: Option<&str>) -> Str
     )
 }
 
-fn markers(dir: &Path) -> Vec<String> {
+pub(crate) fn markers(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("markers"))
         .unwrap_or_default()
         .lines()
@@ -258,7 +293,7 @@ fn markers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -305,6 +340,15 @@ fn the_seed_json_posted_as_curl_posts_it_runs_to_success() {
         ]
     );
     assert_eq!(server.get("/readyz").status, 200);
+    // The notifier role says when it started and how it ended, as the original's notif did.
+    wait_for(Duration::from_secs(10), "the notifier's lines", || {
+        server.printed().contains(&format!("SUCCESS {uid} -"))
+    });
+    assert!(
+        server.printed().contains(&format!("START {uid} -")),
+        "{}",
+        server.printed()
+    );
 }
 
 #[test]

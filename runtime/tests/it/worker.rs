@@ -191,8 +191,13 @@ async fn a_worker_told_to_stop_hands_its_runs_back_at_once() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     create(&*store, "r").await;
     let (stop_tx, stop) = watch::channel(false);
+    let told: Arc<std::sync::Mutex<Vec<(String, Held)>>> = Arc::default();
+    let tell = told.clone();
     let opts = WorkerOptions {
         lease: Duration::from_secs(3600),
+        on_held: Some(Arc::new(move |run: &str, held: &Held| {
+            tell.lock().unwrap().push((run.to_string(), held.clone()))
+        })),
         ..options("w1")
     };
     let worker = tokio::spawn(work(
@@ -210,7 +215,100 @@ async fn a_worker_told_to_stop_hands_its_runs_back_at_once() {
     stop_tx.send(true).unwrap();
     let ended = worker.await.unwrap();
     assert_eq!(ended, [("r".to_string(), Held::HandedBack)]);
+    // And the process was told, to say so in its log.
+    assert_eq!(*told.lock().unwrap(), ended);
     // Claimable again at once, though its lease would have held for an hour.
     let again = store.claim("w2", Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.map(|l| l.run).as_deref(), Some("r"));
+}
+
+/// How each attempt was asked to start: job name, `resume`.
+type Noted = Arc<std::sync::Mutex<Vec<(String, Option<Option<String>>)>>>;
+
+/// Notes how each attempt was asked to start, and ends it successfully at once.
+#[derive(Clone, Default)]
+struct Noting(Noted);
+
+struct NotingExecutor {
+    noted: Noted,
+    ended: std::collections::VecDeque<(usize, u32)>,
+}
+
+impl Executors for Noting {
+    type Executor = NotingExecutor;
+    fn for_run(&self, _run: &str) -> Result<NotingExecutor, String> {
+        Ok(NotingExecutor {
+            noted: self.0.clone(),
+            ended: Default::default(),
+        })
+    }
+}
+
+impl chainr_runtime::Executor for NotingExecutor {
+    fn kill_grace(&self) -> Option<Duration> {
+        None
+    }
+    async fn start(
+        &mut self,
+        a: chainr_runtime::AttemptSpec<'_>,
+    ) -> Result<Option<String>, String> {
+        let resume = a.resume.map(|h| h.map(str::to_string));
+        self.noted
+            .lock()
+            .unwrap()
+            .push((a.name.to_string(), resume));
+        self.ended.push_back((a.job, a.attempt));
+        Ok(Some(format!("{}#{}", a.name, a.attempt)))
+    }
+    async fn stop(&mut self, _: usize, _: u32, _: bool) {}
+    async fn abandon(&mut self, _: chainr_runtime::AttemptSpec<'_>) {}
+    async fn next(&mut self) -> Option<chainr_runtime::ExecEvent> {
+        match self.ended.pop_front() {
+            Some((job, attempt)) => Some(chainr_runtime::ExecEvent::Ended {
+                job,
+                attempt,
+                result: chainr_runtime::event::AttemptResult::succeeded(),
+            }),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A worker that died after it started the run's first job but before the step was stored
+/// leaves nothing in the store to say so, while what it started may still run: the worker that
+/// takes the run over starts every attempt as one that may have been started before, for its
+/// executor to find the earlier start (and kill or adopt it) rather than run a second copy. A
+/// run claimed for the first time starts its attempts as new ones.
+#[tokio::test]
+async fn a_run_taken_over_starts_its_attempts_as_ones_that_may_have_been_started() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    create(&*store, "r").await;
+    let short = Duration::from_millis(50);
+    store.claim("w", short).await.unwrap().expect("claimable");
+    tokio::time::sleep(short * 2).await;
+    let drive = |lease| {
+        let (store, noting) = (store.clone(), Noting::default());
+        async move {
+            let (_keep, mut stop) = watch::channel(false);
+            let logs = MemoryLogs::new();
+            let held = drive_claimed(store, &noting, &logs, lease, &options("w2"), &mut stop).await;
+            assert_eq!(held, Held::Finished);
+            let noted = noting.0.lock().unwrap().clone();
+            noted
+        }
+    };
+    let lease = store.claim("w2", Duration::from_secs(10)).await.unwrap();
+    let lease = lease.expect("claimable once the lease expired");
+    assert_eq!(lease.takeovers, 1);
+    let noted = drive(lease).await;
+    let names: Vec<&str> = noted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    assert!(noted.iter().all(|(_, r)| *r == Some(None)), "{noted:?}");
+    create(&*store, "fresh").await;
+    let lease = store.claim("w2", Duration::from_secs(10)).await.unwrap();
+    let lease = lease.expect("the new run");
+    assert_eq!((lease.run.as_str(), lease.takeovers), ("fresh", 0));
+    let noted = drive(lease).await;
+    assert_eq!(noted.len(), 5);
+    assert!(noted.iter().all(|(_, r)| r.is_none()), "{noted:?}");
 }

@@ -77,6 +77,7 @@ export function createGraph(root, { uid, getRun, selected }) {
   let size = { w: 0, h: 0 };
   let selectedId = null;
   let stopped = false;
+  let drawnOnce = false;
   const elements = new Map();
   let colours = readColours();
 
@@ -234,8 +235,13 @@ export function createGraph(root, { uid, getRun, selected }) {
       polyline(ctx, e.points);
     }
     ctx.stroke();
-    for (const e of layout.edges) {
-      if (intersects(e.box, box) && !e.label) arrow(ctx, e.points, c.edge);
+    // Arrowheads, all in one path; too small to see far out.
+    if (s >= TEXT_SCALE) {
+      ctx.beginPath();
+      for (const e of layout.edges) {
+        if (!e.label && intersects(e.box, box)) arrowPath(ctx, e.points);
+      }
+      ctx.fill();
     }
     for (const e of labelled) {
       const colour = e.label === 'failed' ? c.byStatus.FAILED.solid : e.label === 'skipped' ? c.byStatus.SKIPPED.solid : c.edge;
@@ -245,7 +251,10 @@ export function createGraph(root, { uid, getRun, selected }) {
       polyline(ctx, e.points);
       ctx.stroke();
       ctx.setLineDash([]);
-      arrow(ctx, e.points, colour);
+      ctx.fillStyle = colour;
+      ctx.beginPath();
+      arrowPath(ctx, e.points);
+      ctx.fill();
     }
     if (s >= TEXT_SCALE) {
       ctx.font = `11px ${c.sans}`;
@@ -262,8 +271,33 @@ export function createGraph(root, { uid, getRun, selected }) {
       ctx.textAlign = 'left';
     }
 
-    // Nodes.
+    // Nodes. Far out, where no text is readable, one path per state: plain boxes in few calls.
     let running = false;
+    if (s < TEXT_SCALE) {
+      const byState = new Map();
+      for (const n of nodes) {
+        if (n.x > box[2] || n.x + n.w < box[0] || n.y > box[3] || n.y + n.h < box[1]) continue;
+        const status = statusOf(n);
+        if (status === 'RUNNING') running = true;
+        let list = byState.get(status);
+        if (!list) byState.set(status, (list = []));
+        list.push(n);
+      }
+      for (const [status, list] of byState) {
+        ctx.fillStyle = (c.byStatus[status] || c.byStatus.PENDING).solid;
+        ctx.beginPath();
+        for (const n of list) ctx.rect(n.x, n.y, n.w, n.h);
+        ctx.fill();
+      }
+      const sel = selectedId && byId.get(selectedId);
+      if (sel) {
+        ctx.lineWidth = 3 / s;
+        ctx.strokeStyle = c.focus;
+        ctx.strokeRect(sel.x - 3 / s, sel.y - 3 / s, sel.w + 6 / s, sel.h + 6 / s);
+      }
+      finishFrame(running);
+      return;
+    }
     const nameFont = `600 13px ${c.sans}`;
     const detailFont = `12px ${c.sans}`;
     for (const n of nodes) {
@@ -301,7 +335,16 @@ export function createGraph(root, { uid, getRun, selected }) {
         ctx.fillText(fit(ctx, detailOf(n), textWidth, detailFont), n.x + 12, n.y + Math.min(37, n.h - 8));
       }
     }
+    finishFrame(running);
+  }
+
+  function finishFrame(running) {
     tick(running);
+    if (!drawnOnce) {
+      drawnOnce = true;
+      // For anyone measuring (tests/ui/bench-graph.mjs): when the graph was first on screen.
+      performance.mark('chainr-graph-drawn');
+    }
   }
 
   function drawGroupBar(ctx, n) {
@@ -691,19 +734,17 @@ function polyline(ctx, points) {
   for (let i = 1; i < points.length; i++) ctx.lineTo(points[i][0], points[i][1]);
 }
 
-function arrow(ctx, points, colour) {
+/** Adds an arrowhead at the end of a polyline to the current path. */
+function arrowPath(ctx, points) {
   if (points.length < 2) return;
   const [x1, y1] = points[points.length - 1];
   const [x0, y0] = points[points.length - 2];
   const a = Math.atan2(y1 - y0, x1 - x0);
   const len = 7;
-  ctx.fillStyle = colour;
-  ctx.beginPath();
   ctx.moveTo(x1, y1);
   ctx.lineTo(x1 - len * Math.cos(a - 0.45), y1 - len * Math.sin(a - 0.45));
   ctx.lineTo(x1 - len * Math.cos(a + 0.45), y1 - len * Math.sin(a + 0.45));
   ctx.closePath();
-  ctx.fill();
 }
 
 /** The point halfway along a polyline. */

@@ -99,24 +99,57 @@ export function createGraph(root, { uid, getRun, selected }) {
       draw();
       return false;
     }
-    nodes = layout.nodes.map((n) => ({ ...n, key: String(n.id) }));
+    normalize(layout);
+    nodes = layout.nodes;
     byId.clear();
     for (const n of nodes) byId.set(n.key, n);
     nodeOfJob = [];
     for (const n of nodes) for (const j of n.jobs) nodeOfJob[j] = n;
-    for (const e of layout.edges) {
-      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-      for (const [x, y] of e.points) {
-        x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
-      }
-      e.box = [x0, y0, x1, y1];
-    }
     for (const el of elements.values()) el.remove();
     elements.clear();
     const run = getRun();
     replace(names);
     info.textContent = `${run.jobs.length} job${run.jobs.length === 1 ? '' : 's'}`;
     return true;
+  }
+
+  /**
+   * Fills in what a layout may leave implicit: every node's size (or the layout's one size,
+   * `nodeWidth` and `nodeHeight`), its kind (`job` when absent; `finally: true` marks a finally
+   * job), and each edge's ends (an edge leaves its source in the middle of the right side and
+   * enters its target in the middle of the left side; `points` may hold only the bends).
+   */
+  function normalize(l) {
+    const byKey = new Map();
+    for (const n of l.nodes) {
+      n.key = String(n.id);
+      n.w = n.w ?? l.nodeWidth ?? 180;
+      n.h = n.h ?? l.nodeHeight ?? 40;
+      n.kind = n.kind || 'job';
+      if (n.kind === 'job' && n.finally) n.kind = 'finally';
+      byKey.set(n.key, n);
+    }
+    for (const e of l.edges) {
+      const from = byKey.get(String(e.from));
+      const to = byKey.get(String(e.to));
+      const points = (e.points || []).map(([x, y]) => [x, y]);
+      const same = (p, x, y) => p && Math.abs(p[0] - x) < 0.5 && Math.abs(p[1] - y) < 0.5;
+      if (from) {
+        const [x, y] = [from.x + from.w, from.y + from.h / 2];
+        if (!same(points[0], x, y)) points.unshift([x, y]);
+      }
+      if (to) {
+        const [x, y] = [to.x, to.y + to.h / 2];
+        if (!same(points[points.length - 1], x, y)) points.push([x, y]);
+      }
+      e.points = points;
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const [x, y] of points) {
+        x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+      }
+      e.box = [x0, y0, x1, y1];
+      e.kind = edgeKind(e.label);
+    }
   }
 
   // ---- What a node says ----
@@ -244,9 +277,9 @@ export function createGraph(root, { uid, getRun, selected }) {
       ctx.fill();
     }
     for (const e of labelled) {
-      const colour = e.label === 'failed' ? c.byStatus.FAILED.solid : e.label === 'skipped' ? c.byStatus.SKIPPED.solid : c.edge;
+      const colour = e.kind === 'failed' ? c.byStatus.FAILED.solid : e.kind === 'skipped' ? c.byStatus.SKIPPED.solid : c.edge;
       ctx.strokeStyle = colour;
-      ctx.setLineDash(e.label === 'failed' || e.label === 'skipped' ? [6, 4] : e.label === 'done' ? [2, 3] : []);
+      ctx.setLineDash(e.kind === 'failed' || e.kind === 'skipped' ? [6, 4] : e.kind === 'done' ? [2, 3] : []);
       ctx.beginPath();
       polyline(ctx, e.points);
       ctx.stroke();
@@ -265,7 +298,7 @@ export function createGraph(root, { uid, getRun, selected }) {
         const w = ctx.measureText(e.label).width + 8;
         ctx.fillStyle = c.bg;
         ctx.fillRect(mx - w / 2, my - 8, w, 16);
-        ctx.fillStyle = e.label === 'failed' ? c.byStatus.FAILED.text : c.muted;
+        ctx.fillStyle = e.kind === 'failed' ? c.byStatus.FAILED.text : c.muted;
         ctx.fillText(e.label, mx, my);
       }
       ctx.textAlign = 'left';
@@ -300,6 +333,8 @@ export function createGraph(root, { uid, getRun, selected }) {
     }
     const nameFont = `600 13px ${c.sans}`;
     const detailFont = `12px ${c.sans}`;
+    const nameFontSmall = `600 12px ${c.sans}`;
+    const detailFontSmall = `11px ${c.sans}`;
     for (const n of nodes) {
       if (n.x > box[2] || n.x + n.w < box[0] || n.y > box[3] || n.y + n.h < box[1]) continue;
       const status = statusOf(n);
@@ -324,15 +359,20 @@ export function createGraph(root, { uid, getRun, selected }) {
       }
       if (s < TEXT_SCALE) continue;
       const textWidth = n.w - 20;
+      const compact = n.h < 44;
+      const nf = compact ? nameFontSmall : nameFont;
+      const df = compact ? detailFontSmall : detailFont;
       ctx.textBaseline = 'alphabetic';
-      ctx.font = nameFont;
+      ctx.font = nf;
       ctx.fillStyle = c.fg;
       const label = n.kind === 'group' ? `${n.name} ×${n.jobs.length}` : n.name;
-      ctx.fillText(fit(ctx, label, textWidth, nameFont), n.x + 12, n.y + Math.min(20, n.h / 2));
-      if (n.h >= 34) {
-        ctx.font = detailFont;
+      if (n.h >= 30) {
+        ctx.fillText(fit(ctx, label, textWidth, nf), n.x + 12, n.y + (compact ? 15 : 20));
+        ctx.font = df;
         ctx.fillStyle = sc.text;
-        ctx.fillText(fit(ctx, detailOf(n), textWidth, detailFont), n.x + 12, n.y + Math.min(37, n.h - 8));
+        ctx.fillText(fit(ctx, detailOf(n), textWidth, df), n.x + 12, n.y + (compact ? n.h - 8 : Math.min(37, n.h - 8)));
+      } else {
+        ctx.fillText(fit(ctx, label, textWidth, nf), n.x + 12, n.y + n.h / 2 + 4);
       }
     }
     finishFrame(running);
@@ -355,7 +395,7 @@ export function createGraph(root, { uid, getRun, selected }) {
     for (const [status, count] of counts) {
       const w = (width * count) / total;
       ctx.fillStyle = colours.byStatus[status].solid;
-      ctx.fillRect(x, n.y + n.h - 7, Math.max(w - 1, 1), 3);
+      ctx.fillRect(x, n.y + n.h - 4, Math.max(w - 1, 1), 2);
       x += w;
     }
   }
@@ -727,6 +767,17 @@ export function createGraph(root, { uid, getRun, selected }) {
       if (ticker) clearInterval(ticker);
     },
   };
+}
+
+/** What an edge's label asks, for its style: `failed`, `skipped`, `done`, or `other`. */
+function edgeKind(label) {
+  if (!label) return null;
+  const words = label.replace(/^\|\|/, '').split(',');
+  if (label.includes('!')) return 'other';
+  if (words.some((w) => w === 'failed' || w === 'errored')) return 'failed';
+  if (words.includes('skipped')) return 'skipped';
+  if (words.includes('done')) return 'done';
+  return 'other';
 }
 
 function polyline(ctx, points) {

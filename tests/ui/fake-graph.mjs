@@ -1,10 +1,12 @@
 // A stand-in for the server's graph layout (`GET /api/runs/{uid}/graph`), in its shape
-// ({width, height, nodes, edges}), for the tests to use while the server has no such route:
-// layers by longest path, jobs of a fan-out group as one node unless expanded, straight
-// edges. Not a layout anyone should look at for long; the UI draws whatever it is given.
+// ({width, height, nodeWidth, nodeHeight, nodes: [{id, jobs, name, kind?, group?, finally?,
+// layer, x, y}], edges: [{from, to, label?, points: the bends}]}), for the tests to use while
+// the server has no such route: layers by longest path, `finally` jobs in a column after the
+// others, jobs of a fan-out group as one node unless expanded, no ordering. Not a layout anyone
+// should look at for long; the UI draws whatever it is given.
 
 const W = 180;
-const H = 48;
+const H = 36;
 const GAP_X = 80;
 const GAP_Y = 24;
 
@@ -59,6 +61,10 @@ export function fakeGraph(pipeline, expand = []) {
     return l;
   };
   names.forEach((_, i) => visit(i));
+  const last = Math.max(0, ...names.map((n, i) => (pipeline.jobs[n].finally ? 0 : layerOf[i])));
+  names.forEach((n, i) => {
+    if (pipeline.jobs[n].finally) layerOf[i] += last + 1;
+  });
   // Nodes: one per job, or one per collapsed group.
   const nodeOf = [];
   const nodes = [];
@@ -69,7 +75,8 @@ export function fakeGraph(pipeline, expand = []) {
     if (g && !expand.includes(g)) {
       let node = byGroup.get(g);
       if (!node) {
-        node = { id: `group:${g}`, jobs: [], name: g, kind: 'group', layer: layerOf[i] };
+        node = { id: nodes.length, jobs: [], name: g, kind: 'group', group: g, layer: layerOf[i] };
+        if (job.finally) node.finally = true;
         byGroup.set(g, node);
         nodes.push(node);
       }
@@ -77,7 +84,9 @@ export function fakeGraph(pipeline, expand = []) {
       node.layer = Math.max(node.layer, layerOf[i]);
       nodeOf[i] = node;
     } else {
-      const node = { id: `job:${i}`, jobs: [i], name, kind: job.finally ? 'finally' : 'job', layer: layerOf[i] };
+      const node = { id: nodes.length, jobs: [i], name, layer: layerOf[i] };
+      if (job.finally) Object.assign(node, { kind: 'finally', finally: true });
+      if (g) node.group = g;
       nodes.push(node);
       nodeOf[i] = node;
     }
@@ -86,7 +95,7 @@ export function fakeGraph(pipeline, expand = []) {
   for (const n of nodes) {
     const row = rows.get(n.layer) || 0;
     rows.set(n.layer, row + 1);
-    Object.assign(n, { x: GAP_X / 2 + n.layer * (W + GAP_X), y: GAP_Y + row * (H + GAP_Y), w: W, h: H });
+    Object.assign(n, { x: GAP_X / 2 + n.layer * (W + GAP_X), y: GAP_Y + row * (H + GAP_Y) });
   }
   const edges = [];
   const seen = new Set();
@@ -98,17 +107,14 @@ export function fakeGraph(pipeline, expand = []) {
       const key = `${from.id}>${to.id}>${label || ''}`;
       if (from === to || seen.has(key)) continue;
       seen.add(key);
-      const x0 = from.x + from.w;
-      const y0 = from.y + from.h / 2;
-      const x1 = to.x;
-      const y1 = to.y + to.h / 2;
-      const mid = (x0 + x1) / 2;
-      const edge = { from: from.id, to: to.id, points: [[x0, y0], [mid, y0], [mid, y1], [x1, y1]] };
+      // The bends only: the ends are the middles of the source's right and the target's left.
+      const mid = Math.round((from.x + W + to.x) / 2);
+      const edge = { from: from.id, to: to.id, points: [[mid, from.y + H / 2], [mid, to.y + H / 2]] };
       if (label) edge.label = label;
       edges.push(edge);
     }
   });
-  const width = Math.max(...nodes.map((n) => n.x + n.w), 0) + GAP_X / 2;
-  const height = Math.max(...nodes.map((n) => n.y + n.h), 0) + GAP_Y;
-  return { width, height, nodes, edges };
+  const width = Math.max(...nodes.map((n) => n.x + W), 0) + GAP_X / 2;
+  const height = Math.max(...nodes.map((n) => n.y + H), 0) + GAP_Y;
+  return { width, height, nodeWidth: W, nodeHeight: H, nodes, edges };
 }

@@ -419,4 +419,75 @@ mod tests {
         let tokens = Tokens::parse("ci write writer-secret-0123456789").unwrap();
         assert!(!format!("{tokens:?}").contains("writer-secret"));
     }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn https_is_what_the_proxy_in_front_says() {
+        assert!(came_over_https(&headers(&[("x-forwarded-proto", "https")])));
+        assert!(came_over_https(&headers(&[(
+            "x-forwarded-proto",
+            "HTTPS, http"
+        )])));
+        assert!(came_over_https(&headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=https;by=203.0.113.43"
+        )])));
+        assert!(came_over_https(&headers(&[(
+            "forwarded",
+            "proto=\"https\""
+        )])));
+        assert!(!came_over_https(&headers(&[("x-forwarded-proto", "http")])));
+        assert!(!came_over_https(&headers(&[])));
+    }
+
+    #[test]
+    fn the_origin_of_a_write_must_be_the_server_itself() {
+        let ok =
+            |pairs: &[(&'static str, &'static str)], via| same_origin(&headers(pairs), via).is_ok();
+        let host = ("host", "ci.example:8080");
+        assert!(ok(
+            &[host, ("origin", "http://ci.example:8080")],
+            Via::Cookie
+        ));
+        assert!(ok(
+            &[("host", "ci.example"), ("origin", "https://ci.example:443")],
+            Via::Cookie
+        ));
+        // Behind a proxy that rewrites Host, the host the browser used is X-Forwarded-Host.
+        assert!(ok(
+            &[
+                ("host", "10.0.0.7:8080"),
+                ("x-forwarded-host", "chainr.example"),
+                ("origin", "https://chainr.example")
+            ],
+            Via::Cookie
+        ));
+        assert!(!ok(
+            &[host, ("origin", "http://ci.example:9090")],
+            Via::Bearer
+        ));
+        assert!(!ok(&[host, ("origin", "http://evil.example")], Via::Open));
+        assert!(!ok(&[host, ("origin", "null")], Via::Open));
+        // No Origin: fine for clients that are not browsers, not for the cookie.
+        assert!(ok(&[host], Via::Bearer));
+        assert!(ok(&[host], Via::Open));
+        assert!(!ok(&[host], Via::Cookie));
+    }
+
+    #[test]
+    fn the_session_cookie_holds_the_token_among_others() {
+        let value = session_cookie_for("tok;en with spaces", false);
+        let pair = value.split(';').next().unwrap().to_string();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, format!("a=b; {pair}; c=d").parse().unwrap());
+        assert_eq!(session_cookie(&h).as_deref(), Some("tok;en with spaces"));
+        assert!(session_cookie_cleared(true).contains("Max-Age=0; Secure"));
+    }
 }

@@ -735,16 +735,17 @@ export function createGraph(root, { uid, getRun, selected }) {
   const ready = load().then((ok) => {
     if (ok && size.w > 0) initialView();
     const sel = selected();
-    if (sel) select(sel);
+    if (sel) select(sel, true);
     scheduleDraw();
   });
 
-  /** Marks the job whose panel is open (without moving focus). */
-  function select(name) {
+  /** Marks the job whose panel is open (without moving focus); `reveal` pans to it. */
+  function select(name, reveal = false) {
     const run = getRun();
     const index = name ? run.jobs.findIndex((j) => j.name === name) : -1;
     const n = index >= 0 ? nodeOfJob[index] : null;
     selectedId = n ? n.key : null;
+    if (n && reveal && size.w > 0) ensureVisible(n);
     scheduleDraw();
   }
 

@@ -6,6 +6,7 @@ import { api, link } from './api.js';
 import { h, replace, debounce, announce } from './dom.js';
 
 export function mount(main, params, ctx) {
+  document.title = 'New run · chainr';
   if (!ctx.canWrite()) {
     replace(
       main,

@@ -18,6 +18,7 @@ export function mount(main, params, ctx) {
     after: query.get('after') || '',
   };
   const firstPage = !filters.after;
+  document.title = 'Runs · chainr';
 
   /** The runs shown, by uid; `order` is their order on screen (newest first). */
   const runs = new Map();
@@ -109,7 +110,7 @@ export function mount(main, params, ctx) {
       h('td', { class: 'pipeline' }, h('a', { href: link.run(uid), 'aria-label': `${name} run ${shortUid(uid)}` }, name)),
       h('td', {}, h('code', { title: uid, text: shortUid(uid) })),
       h('td', { text: run.metadata.submitter || '—' }),
-      h('td', {}, timeEl(run.startedAt || run.metadata.createdAt)),
+      h('td', {}, run.startedAt ? timeEl(run.startedAt) : h('span', { class: 'muted', title: `submitted ${run.metadata.createdAt || ''}`, text: 'not yet' })),
       h('td', { class: 'duration', text: duration(elapsed(run.startedAt, run.finishedAt)) }),
       h('td', {}, jobBar(run.jobs)),
     );

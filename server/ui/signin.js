@@ -5,6 +5,7 @@ import { api } from './api.js';
 import { h, replace } from './dom.js';
 
 export function mount(main, params, ctx) {
+  document.title = 'Sign in · chainr';
   const next = params.query.get('next');
   const target = next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
   if (ctx.me !== null) {

@@ -10,6 +10,8 @@ import { when } from './format.js';
 
 const LINE = 18;
 const OVERSCAN = 30;
+/** Never more lines in the page than this, whatever the view's height says. */
+const MAX_ROWS = 1000;
 /** An RFC 3339 time at the start of a line, as `kubectl logs --timestamps` and many tools write. */
 const STAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) /;
 
@@ -186,7 +188,7 @@ export function createLog(root, { uid, job, attempt }) {
     spacer.style.height = `${total * LINE}px`;
     const top = Math.max(0, scroller.scrollTop - note.offsetHeight);
     const first = Math.max(0, Math.floor(top / LINE) - OVERSCAN);
-    const last = Math.min(total, Math.ceil((top + scroller.clientHeight) / LINE) + OVERSCAN);
+    const last = Math.min(total, Math.ceil((top + scroller.clientHeight) / LINE) + OVERSCAN, first + MAX_ROWS);
     slab.style.transform = `translateY(${first * LINE + (note.hidden ? 0 : note.offsetHeight)}px)`;
     const rows = [];
     for (let i = first; i < last; i++) rows.push(renderLine(i));

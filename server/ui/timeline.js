@@ -8,6 +8,8 @@ import { duration, ms } from './format.js';
 const ROW = 24;
 const NAME_WIDTH = 200;
 const OVERSCAN = 10;
+/** Never more rows in the page than this, whatever the view's height says. */
+const MAX_ROWS = 500;
 
 export function createTimeline(root, { uid, getRun }) {
   const axis = h('div', { class: 'axis', 'aria-hidden': 'true' });
@@ -59,7 +61,7 @@ export function createTimeline(root, { uid, getRun }) {
       }),
     );
     const first = Math.max(0, Math.floor((scroller.scrollTop - 24) / ROW) - OVERSCAN);
-    const last = Math.min(jobs.length, Math.ceil((scroller.scrollTop + scroller.clientHeight) / ROW) + OVERSCAN);
+    const last = Math.min(jobs.length, Math.ceil((scroller.scrollTop + scroller.clientHeight) / ROW) + OVERSCAN, first + MAX_ROWS);
     const focusedKey = document.activeElement && rowsEl.contains(document.activeElement) ? document.activeElement.dataset.key : null;
     const out = [];
     const now = Date.now();

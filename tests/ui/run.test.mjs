@@ -84,6 +84,38 @@ test('a running job’s log shows lines as they arrive, in colour, searchable, w
   }
 });
 
+test('search finds lines far outside the few the log view draws', async () => {
+  const server = await startServer();
+  try {
+    const run = await submit(server, {
+      kind: 'Pipeline',
+      name: 'chatty',
+      jobs: { count: { image: 'busybox', run: 'seq 1 200000 | sed "s/^/entry /"; echo "needle in the haystack"' } },
+    });
+    const uid = run.metadata.uid;
+    await waitForRun(server, uid, (r) => r.status === 'SUCCESSFUL');
+    const { page } = await openPage(server);
+    await page.goto(`/runs/${uid}/jobs/count`);
+    await page.getByText(/^200001 lines$/).waitFor({ timeout: 20_000 });
+    const log = page.getByRole('region', { name: 'Log of count, attempt 1' });
+    // Only the lines in view are in the page: the last one is not.
+    assert.ok((await log.locator('.line').count()) < 500);
+    assert.equal(await log.getByText('needle in the haystack').count(), 0);
+    await page.getByLabel('Search log').fill('NEEDLE');
+    await page.getByText('1 of 1').waitFor();
+    await log.locator('mark.current', { hasText: 'needle' }).waitFor();
+    // Many matches are counted over the whole text, and Enter goes from one to the next.
+    await page.getByLabel('Search log').fill('entry 19999');
+    await page.getByText('1 of 11').waitFor();
+    await page.getByLabel('Search log').press('Enter');
+    await page.getByText('2 of 11').waitFor();
+    assert.equal(await log.locator('mark.current').innerText(), 'entry 19999');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('Cancel stops a running run and Retry runs a failed one again', async () => {
   const server = await startServer();
   try {

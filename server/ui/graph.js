@@ -11,7 +11,7 @@ import { countByStatus, countsText, duration, elapsed } from './format.js';
 
 /** Focusable elements are made for at most this many nodes on screen at once. */
 const MAX_DOM_NODES = 1500;
-const MIN_SCALE = 0.02;
+const MIN_SCALE = 0.002;
 const MAX_SCALE = 3;
 /** Below this scale nodes are drawn as boxes without text. */
 const TEXT_SCALE = 0.3;

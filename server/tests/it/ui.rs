@@ -291,3 +291,13 @@ async fn a_runs_pipeline_and_the_last_event_of_its_document_are_served() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_the_session_cookie_beside_the_bearer_token() {
+    let doc = open().get("/api/openapi.json").await.json();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "chainr_session");
+    assert_eq!(doc["security"].as_array().unwrap().len(), 2);
+}

@@ -30,6 +30,10 @@ test('runs are filtered by status and pipeline and read a page at a time', async
     assert.equal(await page.getByRole('link', { name: 'Next page' }).count(), 0);
     await page.getByRole('link', { name: 'Newest runs' }).click();
     await page.locator(`tr[data-uid="${uids[52]}"]`).waitFor();
+    // A run no worker took yet is drawn whole, every job pending.
+    await page.goto(`/runs/${uids[52]}`);
+    await page.getByRole('link', { name: 'a: PENDING' }).waitFor();
+    await page.goto('/');
 
     await page.getByLabel('Pipeline').fill('nightly');
     await page.waitForURL(/pipeline=nightly/);

@@ -39,6 +39,30 @@ test('the seed example submitted from New run is drawn before it starts and watc
   }
 });
 
+test('New run passes params to source and checks again as they change', async () => {
+  const server = await startServer();
+  try {
+    const { page } = await openPage(server);
+    await page.goto('/new');
+    await page.getByLabel('Pipeline').fill('pipeline greet {\n  param who: string\n  job hello { image = "busybox"  run = "echo hello ${who}" }\n}\n');
+    await page.getByText('1 error').waitFor();
+    await page.getByText('error E0304').waitFor();
+    await page.locator('.backdrop mark.error', { hasText: 'who' }).waitFor();
+    await page.getByRole('button', { name: 'Add param' }).click();
+    await page.getByLabel('Param 1 name').fill('who');
+    await page.getByLabel('Param 1 value').fill('world');
+    await page.getByText('No problems.').waitFor();
+    assert.equal(await page.locator('.backdrop mark').count(), 0);
+    await page.getByRole('button', { name: 'Submit' }).click();
+    await page.waitForURL(/\/runs\/[0-9a-f-]+$/);
+    await page.getByRole('link', { name: 'hello: SUCCESSFUL' }).click();
+    await page.getByRole('region', { name: 'Log of hello, attempt 1' }).getByText('hello world').waitFor();
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('a running job’s log shows lines as they arrive, in colour, searchable, with line links', async () => {
   const server = await startServer();
   try {

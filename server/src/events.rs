@@ -138,7 +138,7 @@ const PIPELINES_KEPT: usize = 256;
 /// Every run's changes as they happen: `runCreated` when a run is submitted, then each event of
 /// each run (as on a run's stream, with `run` and `jobName`). Starts from now unless
 /// `Last-Event-ID` (or `?after=`) says where the client left off; a stream from now begins with
-/// an `id:` line alone, the place it starts from.
+/// a `ready` event whose id is the place it starts from.
 #[utoipa::path(get, path = "/api/events", tag = "events",
     params(StreamParams,
            ("Last-Event-ID" = Option<u64>, Header, description = "The last event seen")),
@@ -159,10 +159,17 @@ pub async fn all_events(
     } else {
         app.store.last_change().await?
     };
-    // From now: the stream begins with its place alone (an `id:` without data, which sets a
-    // browser's last event id and dispatches nothing), so that a client that loses the
-    // connection before any change resumes from there rather than from a later "now".
-    let place = (!resumed).then(|| Ok(Event::default().id(after.to_string())));
+    // From now: the stream begins by saying where it starts (a `ready` event with that id), so
+    // that a client that loses the connection before any change resumes from there rather than
+    // from a later "now".
+    let place = (!resumed).then(|| {
+        let data = serde_json::json!({"type": "ready", "after": after});
+        Ok(Event::default()
+            .id(after.to_string())
+            .event("ready")
+            .json_data(data)
+            .unwrap_or_default())
+    });
     let state = (
         app,
         after,

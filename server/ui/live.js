@@ -6,6 +6,7 @@
 
 /** Every event type the streams send. */
 const TYPES = [
+  'ready',
   'runCreated',
   'runStarted',
   'attemptStarted',
@@ -56,6 +57,8 @@ export function follow(url, { after = null, onEvent, onState = () => {}, onOpen 
     };
     const handle = (e) => {
       if (e.lastEventId) lastId = e.lastEventId;
+      // `ready` only says where the stream starts: kept, for a new connection to start there.
+      if (e.type === 'ready') return;
       let data;
       try {
         data = JSON.parse(e.data);

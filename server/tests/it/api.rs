@@ -695,15 +695,17 @@ async fn the_feed_of_every_run_starts_now_or_after_the_last_event_seen() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
-    // The stream says where it starts, with an id alone: a browser that reconnects before any
-    // change resumes from there.
+    // The stream says where it starts: a client that reconnects before any change resumes
+    // from there.
     let place = next_frame(&mut body).await;
+    assert!(place.contains("event: ready\n"), "{place}");
     let start: u64 = place
-        .strip_prefix("id: ")
-        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
         .unwrap_or_else(|| panic!("{place:?}"))
         .parse()
         .unwrap();
+    assert!(place.contains(&format!("\"after\":{start}")), "{place}");
     let second = app.post("/api/runs", "application/json", SEED).await.json();
     let second = second["metadata"]["uid"].as_str().unwrap().to_string();
     let text = next_frame(&mut body).await;

@@ -74,7 +74,7 @@ test('a running job’s log shows lines as they arrive, in colour, searchable, w
           image: 'busybox',
           run:
             "printf '\\033[1;31mred and bold\\033[0m plain\\n'; " +
-            'for i in 1 2 3 4 5 6 7 8; do echo "line $i"; sleep 0.4; done',
+            'for i in 1 2 3 4 5 6 7 8; do echo "line $i"; sleep 0.7; done',
         },
       },
     });

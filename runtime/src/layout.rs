@@ -12,7 +12,8 @@
 //!    cross, so that they never cross a node.
 //! 4. **Order** within layers by barycentre sweeps, down and up, keeping the order with the
 //!    fewest crossings (counted with a Fenwick tree, O(E log V) per count) and stopping when the
-//!    sweeps stop improving it.
+//!    sweeps stop improving it; then neighbours are swapped where that removes crossings
+//!    (transposition, a few linear passes).
 //! 5. **Coordinates** across layers: each layer in turn is placed as close as it can be to the
 //!    weighted mean of its neighbours in the layer before, then after, then both, keeping its
 //!    order and the gaps between nodes: an isotonic regression solved exactly by pooling
@@ -47,6 +48,8 @@ const EDGE_GAP: f64 = 10.0;
 pub const MAX_VIRTUAL: usize = 100_000;
 /// At most this many rounds of ordering sweeps (one down and one up each).
 const MAX_SWEEP_ROUNDS: usize = 12;
+/// Passes of neighbour swaps after the sweeps, at most.
+const TRANSPOSE_PASSES: usize = 8;
 /// Rounds of coordinate placement (one down and one up each), before the last one that looks
 /// both ways.
 const PLACE_ROUNDS: usize = 4;
@@ -664,6 +667,7 @@ impl Net {
         let mut best_layers = self.layers.clone();
         let mut stale = 0;
         let mut keyed = Vec::new();
+        let mut sorted = Sorted::default();
         for _ in 0..MAX_SWEEP_ROUNDS {
             if best == 0 {
                 break;
@@ -697,7 +701,77 @@ impl Net {
             }
         }
         self.layers = best_layers;
+        for layer in &self.layers {
+            for (i, &v) in layer.iter().enumerate() {
+                pos[v as usize] = i as u32;
+            }
+        }
+        if best > 0 {
+            self.transpose(&mut pos, &mut sorted);
+            best = self.crossings(&pos, &mut fenwick);
+        }
         stats.crossings = best;
+    }
+
+    /// Swaps neighbours in each layer, left to right, where that removes crossings (between
+    /// their segments and those of their neighbours, above and below); [`TRANSPOSE_PASSES`]
+    /// passes over every layer at most. A swap changes only crossings between the two.
+    fn transpose(&mut self, pos: &mut [u32], s: &mut Sorted) {
+        for _ in 0..TRANSPOSE_PASSES {
+            let mut improved = false;
+            for l in 0..self.layers.len() {
+                if self.layers[l].len() < 2 {
+                    continue;
+                }
+                // The positions of each vertex's neighbours, sorted: those above, then below.
+                s.ends.clear();
+                s.range.clear();
+                for &v in &self.layers[l] {
+                    let a = s.ends.len();
+                    s.ends
+                        .extend(self.up.of(v as usize).iter().map(|&w| pos[w as usize]));
+                    s.ends[a..].sort_unstable();
+                    let b = s.ends.len();
+                    s.ends
+                        .extend(self.down.of(v as usize).iter().map(|&w| pos[w as usize]));
+                    s.ends[b..].sort_unstable();
+                    s.range.push((a as u32, b as u32, s.ends.len() as u32));
+                }
+                // `order[i]`: which vertex (by its place before this pass) is at `i` now.
+                s.order.clear();
+                s.order.extend(0..self.layers[l].len() as u32);
+                let layer = &mut self.layers[l];
+                for i in 0..layer.len() - 1 {
+                    let (x, y) = (
+                        s.range[s.order[i] as usize],
+                        s.range[s.order[i + 1] as usize],
+                    );
+                    let span = |r: (u32, u32, u32), up: bool| {
+                        if up {
+                            &s.ends[r.0 as usize..r.1 as usize]
+                        } else {
+                            &s.ends[r.1 as usize..r.2 as usize]
+                        }
+                    };
+                    let (mut kept, mut swapped) = (0u64, 0u64);
+                    for up in [true, false] {
+                        let (k, w) = pair_crossings(span(x, up), span(y, up));
+                        kept += k;
+                        swapped += w;
+                    }
+                    if swapped < kept {
+                        layer.swap(i, i + 1);
+                        s.order.swap(i, i + 1);
+                        pos[layer[i] as usize] = i as u32;
+                        pos[layer[i + 1] as usize] = i as u32 + 1;
+                        improved = true;
+                    }
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
     }
 
     /// Crossings between every two neighbouring layers: inversions among the segments' lower
@@ -970,6 +1044,38 @@ impl Net {
     }
 }
 
+/// Buffers of [`Net::transpose`].
+#[derive(Default)]
+struct Sorted {
+    ends: Vec<u32>,
+    /// Per vertex of the layer: where its neighbours above start, below start, and end.
+    range: Vec<(u32, u32, u32)>,
+    order: Vec<u32>,
+}
+
+/// The crossings between the segments of two neighbours of a layer, given the sorted
+/// positions of their other ends in one neighbouring layer: with `a` first, and with `b`
+/// first. Linear in the two lists.
+fn pair_crossings(a: &[u32], b: &[u32]) -> (u64, u64) {
+    // With a first, x of a and y of b cross when y < x; with b first, when x < y.
+    let (mut a_first, mut b_first) = (0u64, 0u64);
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        a_first += j as u64;
+    }
+    let mut i = 0;
+    for &y in b {
+        while i < a.len() && a[i] < y {
+            i += 1;
+        }
+        b_first += i as u64;
+    }
+    (a_first, b_first)
+}
+
 #[derive(Default)]
 struct Scratch {
     target: Vec<f64>,
@@ -1011,5 +1117,21 @@ fn sort_by_barycentre(layer: &mut [u32], adj: &Csr, pos: &mut [u32], keyed: &mut
     }
     for (i, &v) in layer.iter().enumerate() {
         pos[v as usize] = i as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_crossings_counts_both_orders() {
+        // a's segments end at 0 and 2, b's at 1: a first, 2 crosses 1; b first, 0 crosses 1.
+        assert_eq!(pair_crossings(&[0, 2], &[1]), (1, 1));
+        assert_eq!(pair_crossings(&[3, 4], &[0, 1]), (4, 0));
+        // A shared end crosses nothing either way.
+        assert_eq!(pair_crossings(&[1], &[1]), (0, 0));
+        assert_eq!(pair_crossings(&[], &[1, 2]), (0, 0));
+        assert_eq!(pair_crossings(&[0, 1, 1, 5], &[1, 3]), (2, 1 + 3));
     }
 }

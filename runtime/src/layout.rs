@@ -128,7 +128,8 @@ pub struct LEdge {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// The bends between the two ends, two per column crossed (where the edge enters and leaves
-    /// it); none for an edge between neighbouring columns.
+    /// it); none for an edge between neighbouring columns, nor for the rare long edge left
+    /// straight when a graph would need too many bends ([`MAX_VIRTUAL`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub points: Vec<[i32; 2]>,
 }

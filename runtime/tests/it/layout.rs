@@ -338,6 +338,33 @@ fn layout_routes_long_edges_around_nodes() {
 }
 
 #[test]
+fn layout_bounds_the_bends_of_long_edges() {
+    // A chain of 500 where every job also waits for the first: the edges from the first
+    // would cross 124,000 columns in all.
+    let mut src =
+        String::from("pipeline long {\n  job j0 { image = \"busybox\"  run = \"true\" }\n");
+    for i in 1..500 {
+        let after = if i == 1 {
+            "j0".to_string()
+        } else {
+            format!("j0, j{}", i - 1)
+        };
+        src.push_str(&format!(
+            "  job j{i} after {after} {{ image = \"busybox\"  run = \"true\" }}\n"
+        ));
+    }
+    src.push('}');
+    let p = compile(&src);
+    let (l, stats) = layout_with_stats(&p, &[]);
+    check_shape(&p, &l);
+    assert!(stats.unrouted > 0);
+    assert!(stats.virtual_points <= chainr_runtime::layout::MAX_VIRTUAL + 4 * (500 + 998));
+    // The shortest edges keep their bends; the longest are drawn straight.
+    assert_eq!(edge(&l, "j0", "j3").points.len(), 2 * 2);
+    assert!(edge(&l, "j0", "j499").points.is_empty());
+}
+
+#[test]
 fn layout_reduces_crossings_when_a_better_order_is_plain() {
     // In source order every edge crosses every other; reversed, none does.
     let mut src = String::from("pipeline cross {\n");

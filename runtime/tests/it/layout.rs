@@ -412,6 +412,25 @@ fn layout_reduces_crossings_when_a_better_order_is_plain() {
     assert_eq!(crossings(&l), 0);
 }
 
+/// docs/server.md shows the layout of this pipeline as the API answers it.
+#[test]
+fn layout_in_the_docs_is_the_one_computed() {
+    let p = compile(
+        r#"pipeline docs {
+  job build { image = "busybox"  run = "true" }
+  job test for s in 0..3 after build { image = "busybox"  run = "true" }
+  job publish after test { image = "busybox"  run = "true" }
+  finally { job notify after build.failed { image = "busybox"  run = "true" } }
+}"#,
+    );
+    let docs = include_str!("../../../docs/server.md");
+    let section = &docs[docs.find("### The graph").expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let shown: serde_json::Value = serde_json::from_str(example).unwrap();
+    assert_eq!(shown, serde_json::to_value(layout(&p, &[])).unwrap());
+}
+
 #[test]
 fn layout_is_the_same_every_time() {
     let p = compile(FAN);

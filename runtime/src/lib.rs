@@ -1,12 +1,14 @@
 //! The pure core of chainr's runtime: the scheduler (a state machine over job events), the run's
 //! events and the Run document folded from them, the driver (the one run loop over the
-//! [`executor::Executor`] trait), and the store and log-sink traits with in-memory
-//! implementations. No processes, no Kubernetes, no sockets: executors (`chainr-local`,
-//! `chainr-kube`), stores and servers are adapters around it.
+//! [`executor::Executor`] trait), the store and log-sink traits with in-memory
+//! implementations, and the layout of a pipeline's graph for drawing ([`layout`]). No
+//! processes, no Kubernetes, no sockets: executors (`chainr-local`, `chainr-kube`), stores and
+//! servers are adapters around it.
 
 pub mod driver;
 pub mod event;
 pub mod executor;
+pub mod layout;
 pub mod log;
 pub mod record;
 pub mod scheduler;

@@ -1,9 +1,9 @@
 //! chainr's HTTP API, an adapter around the store: runs are submitted (the original chainr's
 //! JSON unchanged, `.chainr` source, or what `curl -d @file` sends), listed with a cursor, read,
 //! cancelled and retried; logs are read and followed; run changes stream as server-sent events;
-//! `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` (generated from the handlers); the
-//! web UI at `/`, its files embedded in the binary (`ui.rs`), signed in by a cookie
-//! (`session.rs`).
+//! a run's planned graph is laid out for drawing; `/healthz`, `/readyz`, `/metrics` and
+//! `/api/openapi.json` (generated from the handlers); the web UI at `/`, its files embedded in
+//! the binary (`ui.rs`), signed in by a cookie (`session.rs`).
 //!
 //! Nothing here runs jobs: workers do, through the store (`chainr_runtime::worker`). The binary
 //! (`chainrc serve`) wires a store, this router and the workers together.
@@ -12,6 +12,7 @@ mod auth;
 mod diagnostics;
 mod error;
 mod events;
+mod graph;
 mod logs;
 mod metrics;
 mod openapi;
@@ -56,7 +57,31 @@ pub struct Api {
     pub draining: watch::Receiver<bool>,
 }
 
-type App = Arc<Api>;
+/// What handlers share: the API's parts, and what the server keeps between requests.
+pub(crate) struct Shared {
+    api: Api,
+    /// Layouts of runs' graphs.
+    graphs: graph::Graphs,
+}
+
+impl Shared {
+    fn new(api: Api) -> Shared {
+        Shared {
+            api,
+            graphs: graph::Graphs::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+type App = Arc<Shared>;
 
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
@@ -73,7 +98,7 @@ impl FromRequestParts<App> for Caller {
 /// The whole HTTP surface: the API, health, metrics, the OpenAPI document, the web UI.
 pub fn router(api: Api) -> Router {
     let max_body = api.max_body;
-    let app: App = Arc::new(api);
+    let app: App = Arc::new(Shared::new(api));
     let (routes, _) = openapi::routes().split_for_parts();
     routes
         .merge(probe_routes())
@@ -99,14 +124,14 @@ fn probe_routes() -> Router<App> {
 /// liveness and readiness probes and is scraped).
 pub fn probes(store: Arc<dyn Store>, logs: Arc<dyn LogSink>) -> Router {
     let (_tx, draining) = watch::channel(false);
-    let app: App = Arc::new(Api {
+    let app: App = Arc::new(Shared::new(Api {
         store,
         logs,
         auth: Auth::Disabled,
         max_body: 0,
         poll: Duration::from_secs(1),
         draining,
-    });
+    }));
     probe_routes()
         .fallback(not_found)
         .layer(axum::middleware::from_fn(observe))

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document, generated: paths and the API's own types from the handlers'
-//! annotations (utoipa), the Pipeline IR and the Run document from their Rust types (schemars,
-//! the same generator as `docs/pipeline.schema.json`). The routes are registered together with
+//! annotations (utoipa), the Pipeline IR, the Run document and the graph's layout from their
+//! Rust types (schemars, the same generator as `docs/pipeline.schema.json`). The routes are registered together with
 //! their documentation, so a route cannot exist without its entry.
 
 use crate::runs::Resource;
@@ -73,6 +73,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::events::run_events))
         .routes(routes!(crate::session::whoami))
         .routes(routes!(crate::session::sign_in, crate::session::sign_out))
+        .routes(routes!(crate::graph::graph))
 }
 
 /// The Run document (the fold of a run's events), as the API answers it. Its schema comes
@@ -82,6 +83,10 @@ pub struct RunSchema;
 /// The Pipeline IR, the original chainr's JSON and its superset (docs/ir.md). Its schema comes
 /// from the Rust type (`chainr_compiler::ir::Pipeline`).
 pub struct PipelineSchema;
+
+/// The layout of a run's graph. Its schema comes from the Rust type
+/// (`chainr_runtime::layout::Layout`).
+pub struct LayoutSchema;
 
 macro_rules! schema_by_name {
     ($t:ty, $name:literal) => {
@@ -99,6 +104,7 @@ macro_rules! schema_by_name {
 }
 schema_by_name!(RunSchema, "Run");
 schema_by_name!(PipelineSchema, "Pipeline");
+schema_by_name!(LayoutSchema, "Layout");
 
 /// The whole document as JSON.
 pub fn openapi() -> serde_json::Value {
@@ -109,8 +115,9 @@ pub fn openapi() -> serde_json::Value {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     let run = generator.subschema_for::<chainr_runtime::record::Run>();
     let pipeline = generator.subschema_for::<chainr_compiler::ir::Pipeline>();
+    let layout = generator.subschema_for::<chainr_runtime::layout::Layout>();
     let mut defs = generator.take_definitions(true);
-    for (name, schema) in [("Run", run), ("Pipeline", pipeline)] {
+    for (name, schema) in [("Run", run), ("Pipeline", pipeline), ("Layout", layout)] {
         // A type that is not referenceable comes inline; keep it under its name.
         if schema.get("$ref").is_none() {
             defs.insert(name.to_string(), schema.to_value());

@@ -544,6 +544,7 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         ("get", "/api/runs/{uid}/events"),
         ("post", "/api/runs/{uid}/cancel"),
         ("post", "/api/runs/{uid}/retry"),
+        ("get", "/api/runs/{uid}/graph"),
         ("get", "/api/events"),
         ("get", "/api/runs/{uid}/pipeline"),
         ("get", "/api/whoami"),
@@ -585,6 +586,7 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         schemas["Run"]
     );
     assert!(schemas["Pipeline"]["properties"]["jobs"].is_object());
+    assert!(schemas["Layout"]["properties"]["nodes"].is_object());
     // GET /api lists the same paths.
     let resources = app.get("/api").await.json();
     let listed: Vec<&str> = resources["resources"]
@@ -771,4 +773,122 @@ async fn retry_is_for_finished_runs_only() {
             .status,
         StatusCode::NOT_FOUND
     );
+}
+
+const FAN: &str = r#"pipeline fan {
+  job extract { image = "busybox"  run = "true" }
+  job shard for i in 0..40 after extract { image = "busybox"  run = "echo ${i}" }
+  job load after shard { image = "busybox"  run = "true" }
+  job repair after shard.failed { image = "busybox"  run = "true" }
+  finally {
+    job report { image = "busybox"  run = "true" }
+  }
+}
+"#;
+
+#[tokio::test]
+async fn a_runs_graph_is_laid_out_once_and_revalidated_with_its_etag() {
+    let app = with_tokens();
+    let a = app
+        .send(
+            Request::post("/api/runs")
+                .header(header::CONTENT_TYPE, "text/x-chainr")
+                .header(header::AUTHORIZATION, format!("Bearer {WRITER}"))
+                .body(Body::from(FAN))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let get = |uri: String, headers: &[(header::HeaderName, &str)]| {
+        let mut r = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {READER}"));
+        for (k, v) in headers {
+            r = r.header(k, *v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+
+    // Collapsed: the 40 instances are one node.
+    let a = app.send(get(format!("/api/runs/{uid}/graph"), &[])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(a.header(header::CACHE_CONTROL), "private, max-age=3600");
+    assert!(a.headers.get(header::CONTENT_ENCODING).is_none());
+    let etag = a.header(header::ETAG).to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let l = a.json();
+    let names: Vec<&str> = l["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["extract", "shard", "load", "repair", "report"]);
+    let shard = &l["nodes"][1];
+    assert_eq!(shard["kind"], "group");
+    assert_eq!(shard["jobs"].as_array().unwrap().len(), 40);
+    assert_eq!(shard["jobs"][0], 1);
+    assert_eq!(l["nodes"][4]["kind"], "finally");
+    assert_eq!(l["nodes"][4]["finally"], true);
+    assert_eq!(l["nodeWidth"], 180);
+    let edges = l["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 3);
+    assert!(edges
+        .iter()
+        .any(|e| e["from"] == 1 && e["to"] == 3 && e["label"] == "failed"));
+
+    // The same again, the same validator; with it, 304 and no body.
+    let b = app.send(get(format!("/api/runs/{uid}/graph"), &[])).await;
+    assert_eq!(b.body, a.body);
+    assert_eq!(b.header(header::ETAG), etag);
+    let c = app
+        .send(get(
+            format!("/api/runs/{uid}/graph"),
+            &[(header::IF_NONE_MATCH, &etag)],
+        ))
+        .await;
+    assert_eq!(c.status, StatusCode::NOT_MODIFIED);
+    assert!(c.body.is_empty());
+    assert_eq!(c.header(header::ETAG), etag);
+    let d = app
+        .send(get(
+            format!("/api/runs/{uid}/graph"),
+            &[(header::IF_NONE_MATCH, "\"something-else\"")],
+        ))
+        .await;
+    assert_eq!(d.status, StatusCode::OK);
+
+    // Expanded (repeatable; order and repeats do not matter), gzipped for a client that
+    // accepts it.
+    let e = app
+        .send(get(
+            format!("/api/runs/{uid}/graph?expand=shard&expand=nothing&expand=shard"),
+            &[(header::ACCEPT_ENCODING, "gzip, br")],
+        ))
+        .await;
+    assert_eq!(e.status, StatusCode::OK);
+    assert_eq!(e.header(header::CONTENT_ENCODING), "gzip");
+    assert_ne!(e.header(header::ETAG), etag);
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&e.body[..]), &mut json).unwrap();
+    let open: Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(open["nodes"].as_array().unwrap().len(), 44);
+    assert_eq!(open["nodes"][1]["name"], "shard-0");
+    assert_eq!(open["nodes"][1]["group"], "shard");
+    assert_eq!(open["edges"].as_array().unwrap().len(), 40 * 3);
+    let f = app
+        .send(get(
+            format!("/api/runs/{uid}/graph?expand=nothing&expand=shard"),
+            &[],
+        ))
+        .await;
+    assert_eq!(f.header(header::CONTENT_TYPE), "application/json");
+    assert_eq!(serde_json::from_slice::<Value>(&f.body).unwrap(), open);
+
+    // Reading needs a token; an unknown run is 404.
+    let a = app.get(&format!("/api/runs/{uid}/graph")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = app.send(get("/api/runs/nope/graph".to_string(), &[])).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.json()["kind"], "Error");
 }

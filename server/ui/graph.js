@@ -92,10 +92,7 @@ export function createGraph(root, { uid, getRun, selected }) {
     } catch (e) {
       layout = null;
       nodes = [];
-      hint.textContent =
-        e.status === 404 && /no resource/.test(e.message)
-          ? 'This server does not lay out graphs (no GET /api/runs/{uid}/graph): see the Timeline tab.'
-          : `The graph could not be read: ${e.message}`;
+      hint.textContent = `The graph could not be read: ${e.message}`;
       draw();
       return false;
     }

@@ -2,10 +2,9 @@
 // jobs, in Debian's chromium. Not a test: `node bench-graph.mjs [JOBS...]` prints a Markdown
 // table (docs/benchmarks.md, "The web UI's graph").
 //
-// The server runs with `--roles api` (no worker), so every job stays pending and what is
-// measured is the browser's work alone: reading the Run document and the layout, drawing, and
-// the focusable elements. The layout comes from tests/ui/fake-graph.mjs when the server has no
-// graph route (as helpers.mjs arranges): its cost on the server is not in these figures.
+// The server runs with `--roles api` (no worker), so every job stays pending: what is measured
+// is the page reading the Run document and the layout (`GET /api/runs/{uid}/graph`, computed by
+// the server on the first load and kept for the next), drawing, and the focusable elements.
 
 import { startServer, openPage, closeBrowser, submit } from './helpers.mjs';
 

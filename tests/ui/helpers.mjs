@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { fakeGraph } from './fake-graph.mjs';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SCREENSHOTS = join(ROOT, 'docs', 'screenshots');
@@ -145,8 +144,9 @@ export async function closeBrowser() {
 }
 
 /**
- * A page on `server` in a new context: script errors fail the test (`page.errors` collects
- * them); until the server lays out graphs itself, a small fake answers `GET .../graph`.
+ * A page on `server` in a new context: script errors and failed requests fail the test
+ * (`page.errors` collects them; answers the UI expects, 401, 403, 404 and 409, excepted), and
+ * dialogs are recorded (`page.dialogs`) and dismissed.
  */
 export async function openPage(server, { colorScheme = 'light', viewport = { width: 1280, height: 800 } } = {}) {
   const b = await launchBrowser();
@@ -163,19 +163,6 @@ export async function openPage(server, { colorScheme = 'light', viewport = { wid
   page.on('dialog', (d) => {
     page.dialogs.push(d.message());
     d.dismiss().catch(() => {});
-  });
-  await page.route(/\/api\/runs\/[^/]+\/graph(\?.*)?$/, async (route) => {
-    const real = await route.fetch();
-    const text = await real.text();
-    if (real.status() === 404 && text.includes('no resource at')) {
-      const url = new URL(route.request().url());
-      const uid = decodeURIComponent(url.pathname.split('/')[3]);
-      const pipeline = await (await route.fetch({ url: `${server.url}/api/runs/${uid}/pipeline` })).json();
-      const expand = url.searchParams.getAll('expand');
-      await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(fakeGraph(pipeline, expand)) });
-    } else {
-      await route.fulfill({ response: real, body: text });
-    }
   });
   return { context, page };
 }

@@ -254,7 +254,8 @@ fn load(url: &str, post: Option<&str>, secs: u64, connections: usize) -> Load {
     }
 }
 
-/// `wrk -v`'s first line (`wrk 4.1.0 [epoll] ...`), when wrk is installed.
+/// `wrk -v`'s first line up to its copyright (`wrk debian/4.1.0-3+b2 [epoll]`), when wrk is
+/// installed.
 fn wrk_version() -> Option<String> {
     let out = Command::new("wrk").arg("-v").output().ok()?;
     let text =

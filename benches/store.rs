@@ -10,8 +10,7 @@
 //!
 //! `cargo bench --bench store`; `CHAINR_BENCH_RUNS=N` sets the number of runs (default 200).
 
-#[path = "../store-redis/tests/it/server.rs"]
-mod server;
+mod redis_server;
 // Only the DAG shapes are used here.
 #[allow(dead_code)]
 mod workload;
@@ -20,7 +19,6 @@ use chainr_runtime::driver::{drive, Driver, DriverOptions};
 use chainr_runtime::executor::InstantExecutor;
 use chainr_runtime::log::MemoryLogs;
 use chainr_runtime::store::{Journal, NewRun, Store};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -96,26 +94,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let server = server::RedisServer::start();
-    let port = server
-        .url()
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_string();
-    let out = Command::new("redis-benchmark")
-        .args(["-p", &port, "-t", "set", "-n", "200000", "-c", "50", "-q"])
-        .output()
-        .expect("redis-benchmark runs (apt-get install redis-tools)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // The last "SET: N requests per second" (-q prints progress lines before it).
-    let set_rate: f64 = text
-        .rsplit("SET: ")
-        .next()
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("redis-benchmark printed a SET rate");
+    let server = redis_server::RedisServer::start();
+    let set_rate = redis_server::set_rate(&server);
     println!("redis-benchmark -t set -n 200000 -c 50: {set_rate:>10.0} SET/s");
     let url = server.url();
     for workers in [1, 8, 32] {

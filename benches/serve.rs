@@ -32,37 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 const EXE: &str = env!("CARGO_BIN_EXE_chainrc");
 
-/// The original chainr README's pipeline, as its users post it (`SEED` of tests/it/serve.rs).
-const SEED: &str = r#"{
-  "kind": "Pipeline",
-  "jobs": {
-    "first": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "second": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "success": {
-      "dependsOn": [{
-        "job": "first"
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "error": {
-      "dependsOn": [{
-        "job": "first",
-        "conditions": {
-          "failure": true
-        }
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    }
-  }
-}"#;
+/// The original chainr README's pipeline, as its users post it.
+const SEED: &str = include_str!("../examples/seed.json");
 
 /// Where a server keeps its state: SQLite in a new directory, or a database of a Redis server.
 #[derive(Clone, Copy)]

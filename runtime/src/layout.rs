@@ -395,15 +395,9 @@ impl Refs<'_> {
     }
 }
 
-/// The tests in the order labels write them; a bare reference counts as `succeeded`.
-const TESTS: [OutcomeTest; 6] = [
-    OutcomeTest::Succeeded,
-    OutcomeTest::Failed,
-    OutcomeTest::Errored,
-    OutcomeTest::Skipped,
-    OutcomeTest::Cancelled,
-    OutcomeTest::Done,
-];
+/// The tests in the order labels write them (the order of the outcome words); a bare reference
+/// counts as `succeeded`.
+const TESTS: [OutcomeTest; 6] = OutcomeTest::NAMED;
 
 fn test_bit(test: OutcomeTest, negated: bool) -> u16 {
     let t = if test == OutcomeTest::Bare {

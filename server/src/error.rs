@@ -58,7 +58,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::NotFound(id) => ApiError::not_found(format!("no run has id {id}")),
+            StoreError::NotFound(id) => ApiError::not_found(format!("no run has uid {id}")),
             StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, why),
             StoreError::Exists(_) | StoreError::LeaseLost(_) | StoreError::OutOfOrder { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())

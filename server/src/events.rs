@@ -76,11 +76,7 @@ pub async fn run_events(
     caller.require(Scope::Read, "reading events")?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let after = start(&headers, params.after)?;
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     let pipeline = stored.pipeline;
     let state = (
         app,

@@ -173,11 +173,7 @@ pub async fn graph(
     let rendered = match app.graphs.get(&key) {
         Some(r) => r,
         None => {
-            let stored = app
-                .store
-                .get(&key.0)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("no run has uid {}", key.0)))?;
+            let stored = app.run(&key.0).await?;
             let groups = key.1.clone();
             let r = tokio::task::spawn_blocking(move || Rendered::new(&stored.pipeline, &groups))
                 .await

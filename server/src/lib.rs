@@ -83,6 +83,19 @@ impl std::ops::Deref for Shared {
 
 type App = Arc<Shared>;
 
+impl Api {
+    /// The stored run with this uid, or a 404 that says so.
+    pub(crate) async fn run(
+        &self,
+        uid: &str,
+    ) -> Result<chainr_runtime::store::StoredRun, ApiError> {
+        self.store
+            .get(uid)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))
+    }
+}
+
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 

@@ -42,11 +42,7 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "reading logs")?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     let record = stored
         .run
         .jobs

@@ -139,11 +139,7 @@ pub async fn get(
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Read, "reading a run")?;
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     Ok((
         [(LAST_EVENT_HEADER, stored.last_seq.to_string())],
         Json(stored.run),
@@ -169,11 +165,7 @@ pub async fn pipeline(
     Path(uid): Path<String>,
 ) -> Result<Json<chainr_compiler::ir::Pipeline>, ApiError> {
     caller.require(Scope::Read, "reading a run's pipeline")?;
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     Ok(Json(stored.pipeline))
 }
 
@@ -196,11 +188,7 @@ pub async fn cancel(
     caller.require(Scope::Write, "cancelling a run")?;
     let requests = app.store.cancel(&uid).await?;
     tracing::info!(run = %uid, by = ?caller.name, requests, "cancel requested");
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     Ok((StatusCode::ACCEPTED, Json(stored.run)).into_response())
 }
 
@@ -223,11 +211,7 @@ pub async fn retry(
     caller.require(Scope::Write, "retrying a run")?;
     app.store.retry(&uid).await?;
     tracing::info!(run = %uid, by = ?caller.name, "retry requested");
-    let stored = app
-        .store
-        .get(&uid)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run has uid {uid}")))?;
+    let stored = app.run(&uid).await?;
     Ok((StatusCode::ACCEPTED, Json(stored.run)).into_response())
 }
 

@@ -210,37 +210,7 @@ fn cleanup(marker: &str) {
 
 // ------------------------------------------------------------------ 1. the seed example
 
-const ORIGINAL_README_JSON: &str = r#"{
-  "kind": "Pipeline",
-  "jobs": {
-    "first": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "second": {
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "success": {
-      "dependsOn": [{
-        "job": "first"
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    },
-    "error": {
-      "dependsOn": [{
-        "job": "first",
-        "conditions": {
-          "failure": true
-        }
-      }],
-      "image": "busybox",
-      "run": "exit 0"
-    }
-  }
-}
-"#;
+const ORIGINAL_README_JSON: &str = include_str!("../../examples/seed.json");
 
 fn check_seed_run(r: &Finished, name: Option<&str>) {
     assert_eq!(r.code, 0, "stderr:\n{}", r.stderr);

@@ -35,6 +35,13 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = crate::limits::CONCURRENCY.min, max = crate::limits::CONCURRENCY.max))]
     pub concurrency: Option<u32>,
+    /// Notifications about the run (`notify on failed { to = [...] }` in source).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub notify: Vec<Notify>,
     /// The jobs by name, in source order.
     #[serde(deserialize_with = "unique_jobs")]
     pub jobs: IndexMap<String, Job>,
@@ -128,6 +135,79 @@ pub struct Job {
     pub node_selector: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
+    /// Notifications about this job (`notify on failed` in a job's body).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub notify: Vec<Notify>,
+}
+
+/// One notification: when any event of `on` happens, a message goes to every medium of `to`.
+/// Media are named in the server's configuration, not in the pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notify {
+    /// The events, at least one. A pipeline's: `started`, `succeeded`, `failed`, `cancelled`,
+    /// `running_longer_than`; a job's: `succeeded`, `failed`, `errored`.
+    pub on: Vec<NotifyEvent>,
+    /// The media to tell, at least one, each named once.
+    pub to: Vec<String>,
+    /// How long a run may run before `running_longer_than` fires; given exactly when `on` has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<DurationText>,
+}
+
+/// What a notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    Started,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Errored,
+    RunningLongerThan,
+}
+
+impl NotifyEvent {
+    /// The events a pipeline's `notify` may name.
+    pub const PIPELINE: &'static [NotifyEvent] = &[
+        NotifyEvent::Started,
+        NotifyEvent::Succeeded,
+        NotifyEvent::Failed,
+        NotifyEvent::Cancelled,
+        NotifyEvent::RunningLongerThan,
+    ];
+    /// The events a job's `notify` may name.
+    pub const JOB: &'static [NotifyEvent] = &[
+        NotifyEvent::Succeeded,
+        NotifyEvent::Failed,
+        NotifyEvent::Errored,
+    ];
+
+    /// The event's name, as written in source and in the IR.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::Started => "started",
+            NotifyEvent::Succeeded => "succeeded",
+            NotifyEvent::Failed => "failed",
+            NotifyEvent::Cancelled => "cancelled",
+            NotifyEvent::Errored => "errored",
+            NotifyEvent::RunningLongerThan => "running_longer_than",
+        }
+    }
+}
+
+/// Whether `name` can name a notification medium: letters, digits, `-` and `_`, starting with a
+/// letter, at most 63 bytes.
+pub fn is_medium_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl Job {
@@ -151,6 +231,7 @@ impl Job {
             service_account: None,
             node_selector: IndexMap::new(),
             image_pull_policy: None,
+            notify: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::graph::find_cycles;
-use crate::ir::Pipeline;
+use crate::ir::{self, Pipeline};
 use crate::lex::{self, TokenKind};
 use crate::limits;
 use crate::names;
@@ -140,7 +140,24 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
             ),
         ));
     }
+    for problem in notify_problems(&p.notify, ir::NotifyEvent::PIPELINE) {
+        diags.push(Diagnostic::error(
+            "E0911",
+            format!("invalid pipeline notification: {problem}"),
+        ));
+    }
     for (i, (name, job)) in p.jobs.iter().enumerate() {
+        for problem in notify_problems(&job.notify, ir::NotifyEvent::JOB) {
+            diags.push(at(
+                Diagnostic::error(
+                    "E0911",
+                    format!("job `{name}`: invalid notification: {problem}"),
+                ),
+                src,
+                name,
+                "in this job",
+            ));
+        }
         if name.is_empty()
             || name.len() > limits::MAX_JOB_NAME_LEN
             || name
@@ -294,4 +311,48 @@ pub fn validate(p: &Pipeline, src: &str) -> Vec<Diagnostic> {
         ));
     }
     diags
+}
+
+/// What is wrong with notifications whose events must be among `allowed`: no events or media,
+/// an event out of place or named twice, a bad or repeated medium, `after` without
+/// `running_longer_than` or the reverse.
+fn notify_problems(notify: &[ir::Notify], allowed: &[ir::NotifyEvent]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in notify {
+        if n.on.is_empty() {
+            out.push("`on` is empty".to_string());
+        }
+        if n.to.is_empty() {
+            out.push("`to` is empty".to_string());
+        }
+        for (k, e) in n.on.iter().enumerate() {
+            if !allowed.contains(e) {
+                let names: Vec<&str> = allowed.iter().map(|e| e.name()).collect();
+                out.push(format!(
+                    "`{}` is not an event here (expected one of {})",
+                    e.name(),
+                    names.join(", ")
+                ));
+            } else if n.on[..k].contains(e) {
+                out.push(format!("the event `{}` is given twice", e.name()));
+            }
+        }
+        for (k, m) in n.to.iter().enumerate() {
+            if !ir::is_medium_name(m) {
+                out.push(format!("invalid medium name {m:?}"));
+            } else if n.to[..k].contains(m) {
+                out.push(format!("the medium `{m}` is given twice"));
+            }
+        }
+        let longer = n.on.contains(&ir::NotifyEvent::RunningLongerThan);
+        match &n.after {
+            None if longer => out.push("`running_longer_than` needs `after`".to_string()),
+            Some(_) if !longer => {
+                out.push("`after` is given without `running_longer_than`".to_string())
+            }
+            Some(d) if d.0.millis == 0 => out.push("`after` must be above zero".to_string()),
+            _ => {}
+        }
+    }
+    out
 }

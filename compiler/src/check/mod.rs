@@ -97,6 +97,7 @@ impl<'a> Checker<'a> {
             description: None,
             fail_fast: false,
             concurrency: None,
+            notify: Vec::new(),
             jobs: IndexMap::new(),
         };
         let mut defaults: Option<&'a Block> = None;

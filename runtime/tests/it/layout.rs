@@ -484,6 +484,7 @@ fn layout_of_10000_jobs_is_compact() {
         description: None,
         fail_fast: false,
         concurrency: None,
+        notify: Vec::new(),
         jobs,
     };
     let (l, stats) = layout_with_stats(&p, &[]);
@@ -632,6 +633,7 @@ fn to_ir(spec: &Spec) -> (ir::Pipeline, Vec<String>) {
         description: None,
         fail_fast: false,
         concurrency: None,
+        notify: Vec::new(),
         jobs,
     };
     (p, expanded)
@@ -672,6 +674,7 @@ fn garbage() -> impl Strategy<Value = ir::Pipeline> {
                 description: None,
                 fail_fast: false,
                 concurrency: None,
+                notify: Vec::new(),
                 jobs: map,
             }
         })

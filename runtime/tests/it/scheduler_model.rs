@@ -157,6 +157,7 @@ pub(crate) fn to_ir(specs: &[Spec]) -> ir::Pipeline {
         description: None,
         fail_fast: false,
         concurrency: None,
+        notify: Vec::new(),
         jobs,
     }
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod executor;
 pub mod layout;
 pub mod log;
+pub mod outbox;
 pub mod record;
 pub mod scheduler;
 pub mod store;

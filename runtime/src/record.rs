@@ -348,7 +348,7 @@ impl JobRecord {
 }
 
 /// Optional times as RFC 3339 with milliseconds.
-mod time {
+pub(crate) mod time {
     use std::time::SystemTime;
 
     pub fn serialize<S: serde::Serializer>(
@@ -375,7 +375,7 @@ mod time {
 }
 
 /// Times as RFC 3339 with milliseconds.
-mod time_always {
+pub(crate) mod time_always {
     use std::time::SystemTime;
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

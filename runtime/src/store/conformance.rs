@@ -354,7 +354,7 @@ pub async fn concurrent_claims_give_a_run_to_one_worker(store: &dyn Store) {
 }
 
 /// Awaits every future, concurrently (no dependency on a futures crate).
-async fn futures_join_all<F: std::future::Future>(
+pub(crate) async fn futures_join_all<F: std::future::Future>(
     futures: impl Iterator<Item = F>,
 ) -> Vec<F::Output> {
     let mut set = Vec::new();
@@ -738,7 +738,7 @@ pub async fn a_finished_run_is_retried_and_claimed_again(store: &dyn Store) {
 }
 
 /// Creates run `id` and finishes it at `at` (the only run waiting for a worker).
-async fn finished_run(store: &dyn Store, id: &str, at: SystemTime) {
+pub(crate) async fn finished_run(store: &dyn Store, id: &str, at: SystemTime) {
     store.create(new_run(id, "p")).await.unwrap();
     let lease = store.claim("w", TTL).await.unwrap().expect("the run waits");
     assert_eq!(lease.run, id);

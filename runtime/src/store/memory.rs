@@ -6,6 +6,7 @@ use super::{
     StoredRun,
 };
 use crate::event::RunEvent;
+use crate::outbox::{Delivery, DeliveryPage, DeliveryState, Outbox, Settle};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,8 @@ struct Inner {
     /// The feed: change id → run and event number (0: the run was created).
     changes: BTreeMap<u64, (String, u64)>,
     last_change: u64,
+    /// Notifications (the [`Outbox`]).
+    outbox: crate::outbox::memory::Deliveries,
 }
 
 #[derive(Clone, Default)]
@@ -291,6 +294,7 @@ impl Store for MemoryStore {
         inner
             .changes
             .retain(|_, (run, _)| !gone.contains(run.as_str()));
+        inner.outbox.forget_runs(&gone);
         Ok(doomed.len())
     }
 
@@ -322,5 +326,51 @@ impl Store for MemoryStore {
 
     async fn cancel_requests(&self, id: &str) -> Result<u32, StoreError> {
         Ok(self.lock()?.entry(id)?.cancels)
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn notify_cursor(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.outbox.cursor())
+    }
+
+    async fn enqueue(&self, from: u64, to: u64, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        self.lock()?.outbox.enqueue(from, to, deliveries)
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: SystemTime,
+        ttl: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.lock()?.outbox.claim_due(owner, now, ttl, limit))
+    }
+
+    async fn settle(&self, id: &str, owner: &str, how: Settle) -> Result<(), StoreError> {
+        self.lock()?.outbox.settle(id, owner, &how)
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        Ok(self.lock()?.outbox.get(id))
+    }
+
+    async fn deliveries(
+        &self,
+        state: Option<DeliveryState>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<DeliveryPage, StoreError> {
+        Ok(self.lock()?.outbox.list(state, after, limit))
+    }
+
+    async fn resend(&self, id: &str, now: SystemTime) -> Result<Delivery, StoreError> {
+        self.lock()?.outbox.resend(id, now)
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
+        Ok(self.lock()?.outbox.counts())
     }
 }

@@ -17,7 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc (intra-doc links)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
   cargo doc --workspace --no-deps --locked
-echo "== cargo test"
+echo "== cargo test (the notification tests use the receivers in tests/notify/, which need aiosmtpd and standardwebhooks)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/notify/requirements.txt
+python3 -m pytest -q tests/notify
 cargo test --workspace --locked
 
 echo "== the web UI in Debian's chromium (playwright-core, node:test), each test with its own chainrc serve"

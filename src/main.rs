@@ -118,6 +118,9 @@ enum Command {
         /// Keep each attempt's output in DIR as JOB.ATTEMPT.log (default: a new directory in the system's temp dir).
         #[arg(long, value_name = "DIR")]
         logs: Option<PathBuf>,
+        /// Deliver the run's notifications with the media of CONFIG (the TOML file `chainrc serve --config` takes).
+        #[arg(long, value_name = "CONFIG")]
+        notify: Option<PathBuf>,
         #[command(flatten)]
         kube: KubeArgs,
     },
@@ -209,15 +212,16 @@ fn main() -> ExitCode {
             concurrency,
             format,
             logs,
+            notify,
             kube,
         } => run_local(
             &file,
             Params(params),
             concurrency,
-            format,
+            View { format, color },
             logs,
+            notify.as_deref(),
             &kube,
-            color,
         ),
         Command::Fmt { files, check } => fmt(&files, check, color),
         Command::Serve(args) => serve::serve(args),
@@ -348,11 +352,19 @@ fn run_local(
     path: &Path,
     params: Params,
     concurrency: Option<u32>,
-    format: Format,
+    view: View,
     logs: Option<PathBuf>,
+    notify: Option<&Path>,
     kube: &KubeArgs,
-    color: bool,
 ) -> ExitCode {
+    let View { format, color } = view;
+    let notify = match notify.map(chainr_notify::Config::load).transpose() {
+        Ok(c) => c.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
     let Ok(src) = read(path) else {
         return ExitCode::from(INVALID);
     };
@@ -414,7 +426,7 @@ fn run_local(
                 ttl_after_finished: 3600,
             };
             let mut executor = chainr_kube::KubeExecutor::new(connection.client, &run_id, options);
-            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view).await
+            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view, notify).await
         } else {
             let mut executor = chainr_local::LocalExecutor::new(Default::default())
                 .map_err(|e| format!("cannot start the run: {e}"))?;
@@ -424,7 +436,7 @@ fn run_local(
             let concurrency = Some(concurrency.map_or(chainr_local::max_concurrency(), |c| {
                 c.min(chainr_local::max_concurrency())
             }));
-            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view).await
+            run::execute(&pipeline, &run_id, concurrency, &mut executor, &logs_dir, view, notify).await
         }
     });
     let record = match result {

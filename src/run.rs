@@ -3,6 +3,7 @@
 //! scroll above, running jobs spin below), one line per event otherwise, or nothing and the Run
 //! document as JSON at the end.
 
+pub use chainr_runtime::log::Tail;
 use chainr_runtime::event::{EventKind, RunEvent};
 use chainr_runtime::record::{JobRecord, Run, Status};
 use chainr_runtime::JobId;
@@ -258,42 +259,6 @@ pub fn summary(run: &Run, logs: &std::path::Path, color: bool) {
 /// How many lines of a failed job's output the summary shows.
 pub const TAIL_LINES: usize = 10;
 
-/// The last lines of an attempt's output, read as it streams (only these lines are kept).
-#[derive(Default)]
-pub struct Tail {
-    pub lines: Vec<String>,
-    /// How many lines the output has in all.
-    pub total: usize,
-}
-
-impl Tail {
-    /// The last `n` lines of what `r` reads, as `str::lines` cuts them. Output is bytes: what
-    /// is not UTF-8 shows as replacement characters, not as nothing.
-    pub fn read(r: impl std::io::Read, n: usize) -> std::io::Result<Tail> {
-        use std::io::BufRead;
-        let mut kept = std::collections::VecDeque::with_capacity(n + 1);
-        let mut total = 0;
-        for line in std::io::BufReader::new(r).split(b'\n') {
-            let mut line = line?;
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            total += 1;
-            kept.push_back(line);
-            if kept.len() > n {
-                kept.pop_front();
-            }
-        }
-        Ok(Tail {
-            lines: kept
-                .iter()
-                .map(|l| String::from_utf8_lossy(l).into_owned())
-                .collect(),
-            total,
-        })
-    }
-}
-
 /// The summary, with the output of a failed job's last attempt from `output` (given the job and
 /// its attempt's `log`, it answers the tail and where the whole output is); `logs` says where
 /// every job's output is.
@@ -435,11 +400,12 @@ pub async fn execute<E: chainr_runtime::Executor + Send>(
     executor: &mut E,
     logs_dir: &std::path::Path,
     view: crate::View,
+    notify: Option<std::sync::Arc<chainr_notify::Config>>,
 ) -> Result<Run, String> {
     use chainr_runtime::driver::{drive, Command, Driver, DriverOptions, Subscribers};
     use tokio::signal::unix::{signal, SignalKind};
 
-    let logs = crate::logs::FileLogs::new(logs_dir)?;
+    let logs = std::sync::Arc::new(crate::logs::FileLogs::new(logs_dir)?);
     let mut driver = Driver::new(
         run_id,
         pipeline,
@@ -475,14 +441,26 @@ pub async fn execute<E: chainr_runtime::Executor + Send>(
         let color = view.color;
         std::thread::spawn(move || watch(planned, events, color))
     });
-    let result = drive(
-        &mut driver,
-        executor,
-        &logs,
-        &mut commands,
-        &mut subscribers,
-    )
-    .await;
+    let result = match notify {
+        None => {
+            drive(
+                &mut driver,
+                executor,
+                &*logs,
+                &mut commands,
+                &mut subscribers,
+            )
+            .await
+        }
+        Some(config) => {
+            let notifying = Notifying::start(pipeline, run_id, config, logs.clone()).await?;
+            let mut both = (notifying.journal(), subscribers);
+            let result = drive(&mut driver, executor, &*logs, &mut commands, &mut both).await;
+            subscribers = both.1;
+            notifying.finish().await;
+            result
+        }
+    };
     signals.abort();
     drop(subscribers);
     if let Some(view) = shown {
@@ -490,4 +468,116 @@ pub async fn execute<E: chainr_runtime::Executor + Send>(
     }
     result.map_err(|e| e.to_string())?;
     Ok(driver.into_run())
+}
+
+/// `chainrc run --notify`: the run's events go to an in-memory store as well, and a notifier
+/// reads them from there as `chainrc serve`'s does, with the same configuration.
+struct Notifying {
+    store: std::sync::Arc<chainr_runtime::store::MemoryStore>,
+    lease: chainr_runtime::store::Lease,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long notifications may still take once the run has finished.
+const NOTIFY_WAIT: Duration = Duration::from_secs(60);
+
+impl Notifying {
+    async fn start(
+        pipeline: &chainr_compiler::ir::Pipeline,
+        run_id: &str,
+        config: std::sync::Arc<chainr_notify::Config>,
+        logs: std::sync::Arc<crate::logs::FileLogs>,
+    ) -> Result<Notifying, String> {
+        use chainr_runtime::store::{NewRun, Store};
+        let store = std::sync::Arc::new(chainr_runtime::store::MemoryStore::new());
+        let fail = |e: chainr_runtime::store::StoreError| format!("cannot start notifications: {e}");
+        store
+            .create(NewRun {
+                id: run_id.to_string(),
+                pipeline: pipeline.clone(),
+                submitter: None,
+                created_at: std::time::SystemTime::now(),
+                source: None,
+            })
+            .await
+            .map_err(fail)?;
+        // One run, one driver: the lease never needs renewing.
+        let lease = store
+            .claim("chainrc-run", Duration::from_secs(100 * 365 * 86_400))
+            .await
+            .map_err(fail)?
+            .ok_or("cannot start notifications: the run was not stored")?;
+        let notifier = std::sync::Arc::new(chainr_notify::Notifier {
+            store: store.clone(),
+            outbox: store.clone(),
+            logs,
+            config,
+            owner: "chainrc-run".into(),
+            observer: None,
+            poll: Duration::from_millis(100),
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(notifier.run(stopped));
+        Ok(Notifying {
+            store,
+            lease,
+            stop,
+            task,
+        })
+    }
+
+    fn journal(&self) -> chainr_runtime::store::Journal {
+        chainr_runtime::store::Journal {
+            store: self.store.clone(),
+            lease: self.lease.clone(),
+        }
+    }
+
+    /// Waits until every notification due by now was sent or given up (at most
+    /// [`NOTIFY_WAIT`]), then says on standard error which were not delivered.
+    async fn finish(self) {
+        use chainr_runtime::outbox::{DeliveryState, Outbox};
+        use chainr_runtime::store::Store;
+        let deadline = tokio::time::Instant::now() + NOTIFY_WAIT;
+        loop {
+            let planned = match (self.store.last_change().await, self.store.notify_cursor().await) {
+                (Ok(last), Ok(cursor)) => cursor >= last,
+                _ => true,
+            };
+            let pending = self
+                .store
+                .deliveries(Some(DeliveryState::Pending), None, 1000)
+                .await
+                .map(|p| p.deliveries)
+                .unwrap_or_default();
+            // What is due only later (`running_longer_than` of a run that has finished) waits for
+            // nothing.
+            let waiting = pending
+                .iter()
+                .any(|d| d.due <= std::time::SystemTime::now() + NOTIFY_WAIT && d.notification.event != chainr_compiler::ir::NotifyEvent::RunningLongerThan);
+            if planned && !waiting || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let mut undelivered = Vec::new();
+        for state in [DeliveryState::Dead, DeliveryState::Pending] {
+            if let Ok(page) = self.store.deliveries(Some(state), None, 1000).await {
+                undelivered.extend(page.deliveries.into_iter().filter(|d| {
+                    d.notification.event != chainr_compiler::ir::NotifyEvent::RunningLongerThan
+                }));
+            }
+        }
+        for d in undelivered {
+            eprintln!(
+                "warning: the {} notification to {} was not delivered: {}",
+                d.notification.event.name(),
+                d.notification.medium,
+                d.last_error.as_deref().unwrap_or("not attempted in time")
+            );
+        }
+    }
 }

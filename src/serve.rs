@@ -3,6 +3,7 @@
 //! stop accepting, finish what is in flight, hand claimed runs back, exit.
 
 use chainr_runtime::log::LogSink;
+use chainr_runtime::outbox::Outbox;
 use chainr_runtime::store::Store;
 use chainr_runtime::worker::{self, Executors, WorkerOptions};
 use chainr_server::{Api, Auth, Tokens};
@@ -21,7 +22,8 @@ pub enum Role {
     Api,
     /// Claims runs and drives them.
     Worker,
-    /// Says when runs start and end, on standard output (as the original chainr's notif did).
+    /// Delivers notifications to the media of `--config` (without it: run starts and ends on
+    /// standard output, as the original chainr's notif printed them).
     Notifier,
 }
 
@@ -55,6 +57,9 @@ pub struct ServeArgs {
     /// How jobs run.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     executor: ExecutorKind,
+    /// The notifications' configuration (TOML): media, routes, delivery schedule (docs/notifications.md).
+    #[arg(long, value_name = "FILE", env = "CHAINR_CONFIG")]
+    config: Option<PathBuf>,
     /// Bearer tokens: one per line, `NAME SCOPE SECRET` (scope `read` or `write`; SECRET the token or `sha256:HEX`). Or set CHAINR_TOKENS to the same text.
     #[arg(long, value_name = "FILE", conflicts_with = "no_auth")]
     tokens: Option<PathBuf>,
@@ -165,17 +170,33 @@ fn auth(args: &ServeArgs) -> Result<Auth, String> {
     Ok(Auth::Tokens(tokens))
 }
 
-/// A store and, from the same place, the log sink.
-async fn open_store(
-    args: &ServeArgs,
-) -> Result<(Arc<dyn Store>, Arc<dyn LogSink>, String), String> {
+/// The store, seen as runs, as notifications and as logs, and where it is.
+struct Opened {
+    store: Arc<dyn Store>,
+    outbox: Arc<dyn Outbox>,
+    logs: Arc<dyn LogSink>,
+    place: String,
+}
+
+impl Opened {
+    fn of<S: Store + Outbox + LogSink + 'static>(store: S, place: String) -> Opened {
+        let store = Arc::new(store);
+        Opened {
+            store: store.clone(),
+            outbox: store.clone(),
+            logs: store,
+            place,
+        }
+    }
+}
+
+/// A store and, from the same place, the outbox and the log sink.
+async fn open_store(args: &ServeArgs) -> Result<Opened, String> {
     if let Some(url) = &args.redis {
         let store = chainr_store_redis::RedisStore::connect(url)
             .await
             .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
-        let store = Arc::new(store);
-        let shown = redact(url);
-        return Ok((store.clone(), store, format!("Redis at {shown}")));
+        return Ok(Opened::of(store, format!("Redis at {}", redact(url))));
     }
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -186,12 +207,16 @@ async fn open_store(
     let path = dir.join("chainr.db");
     let store = chainr_store_sqlite::SqliteStore::open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let store = Arc::new(store);
-    Ok((
-        store.clone(),
-        store,
-        format!("SQLite at {}", path.display()),
-    ))
+    Ok(Opened::of(store, format!("SQLite at {}", path.display())))
+}
+
+/// The notifications' configuration: `--config`, or without it the original chainr's
+/// behaviour (run starts and ends on standard output).
+fn notify_config(args: &ServeArgs) -> Result<chainr_notify::Config, String> {
+    match &args.config {
+        Some(path) => chainr_notify::Config::load(path).map_err(|e| e.to_string()),
+        None => Ok(chainr_notify::Config::stdout_only()),
+    }
 }
 
 /// A Redis URL without its password, for messages.
@@ -215,7 +240,13 @@ fn default_data_dir() -> Result<PathBuf, String> {
 }
 
 async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
-    let (store, logs, where_) = open_store(&args).await?;
+    let config = Arc::new(notify_config(&args)?);
+    let Opened {
+        store,
+        outbox,
+        logs,
+        place: where_,
+    } = open_store(&args).await?;
     let (drain_tx, draining) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let api = args.roles.contains(&Role::Api);
@@ -228,6 +259,8 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
     let router = if api {
         chainr_server::router(Api {
             store: store.clone(),
+            outbox: outbox.clone(),
+            media: args.config.is_some().then(|| config.medium_names()),
             logs: logs.clone(),
             auth,
             max_body: args.max_body,
@@ -235,7 +268,7 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
             draining: draining.clone(),
         })
     } else {
-        chainr_server::probes(store.clone(), logs.clone())
+        chainr_server::probes(store.clone(), outbox.clone(), logs.clone())
     };
     let mut stop = draining.clone();
     tasks.spawn(async move {
@@ -295,8 +328,20 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         }
     }
     if args.roles.contains(&Role::Notifier) {
-        let (store, stop) = (store.clone(), draining.clone());
-        tasks.spawn(notify(store, stop));
+        let notifier = Arc::new(chainr_notify::Notifier {
+            store: store.clone(),
+            outbox: outbox.clone(),
+            logs: logs.clone(),
+            config: config.clone(),
+            owner: format!(
+                "{}-{}",
+                args.worker_id.clone().unwrap_or_else(worker_name),
+                chainr_runtime::new_run_id()
+            ),
+            observer: Some(Arc::new(chainr_server::count_notification)),
+            poll: Duration::from_millis(250),
+        });
+        tasks.spawn(notifier.run(draining.clone()));
     }
     // Retention: any process may prune; it is idempotent.
     if args.keep_runs.is_some() || !args.keep_for.is_zero() {
@@ -349,53 +394,6 @@ async fn run(args: ServeArgs, auth: Auth) -> Result<(), String> {
         tracing::warn!("the drain took too long; exiting anyway");
     }
     Ok(())
-}
-
-/// The notifier role: a line on standard output when a run starts and when it ends, read from the
-/// store's feed from the moment the process starts: `START uid pipeline`, then `SUCCESS`,
-/// `FAILURE`, `CANCELLED` or `ERRORED`.
-async fn notify(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
-    use chainr_runtime::event::EventKind;
-    use chainr_runtime::scheduler::RunOutcome;
-    let mut after = loop {
-        match store.last_change().await {
-            Ok(id) => break id,
-            Err(e) => {
-                tracing::warn!(error = %e, "the notifier cannot read the store yet");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.wait_for(|d| *d) => return,
-                }
-            }
-        }
-    };
-    loop {
-        let changes = store.feed(after, 500).await.unwrap_or_default();
-        for change in &changes {
-            after = change.id;
-            let word = match change.event.as_ref().map(|e| &e.kind) {
-                Some(EventKind::RunStarted { resumed: false }) => "START",
-                Some(EventKind::RunFinished { outcome }) => match outcome {
-                    RunOutcome::Succeeded => "SUCCESS",
-                    RunOutcome::Failed => "FAILURE",
-                    RunOutcome::Cancelled => "CANCELLED",
-                    RunOutcome::Errored => "ERRORED",
-                },
-                _ => continue,
-            };
-            let name = match store.get(&change.run).await {
-                Ok(Some(s)) => s.pipeline.name.unwrap_or_else(|| "-".to_string()),
-                _ => "-".to_string(),
-            };
-            println!("{word} {} {name}", change.run);
-        }
-        if changes.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.wait_for(|d| *d) => return,
-            }
-        }
-    }
 }
 
 fn worker_name() -> String {

@@ -54,6 +54,115 @@ pub trait LogSink: Send + Sync {
     async fn read(&self, key: &LogKey, offset: u64, max: usize) -> Result<LogChunk, LogError>;
 }
 
+/// The last lines of an attempt's output, read as it streams (only these lines are kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tail {
+    pub lines: Vec<String>,
+    /// How many lines the output has in all.
+    pub total: usize,
+}
+
+/// The longest line a tail keeps whole; the rest of a longer line is left out.
+const TAIL_LINE_MAX: usize = 64 * 1024;
+
+/// Builds a [`Tail`] from output given in pieces of any size: lines cut as `str::lines` cuts them
+/// (`\n`, a `\r` before it dropped), only the last `n` kept.
+pub struct TailReader {
+    n: usize,
+    kept: std::collections::VecDeque<Vec<u8>>,
+    line: Vec<u8>,
+    open: bool,
+    total: usize,
+}
+
+impl TailReader {
+    pub fn new(n: usize) -> TailReader {
+        TailReader {
+            n,
+            kept: std::collections::VecDeque::with_capacity(n + 1),
+            line: Vec::new(),
+            open: false,
+            total: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            self.open = true;
+            let (part, rest, ended) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = TAIL_LINE_MAX.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            if ended {
+                self.end_line();
+            }
+            bytes = rest;
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        self.total += 1;
+        self.open = false;
+        if self.n > 0 {
+            self.kept.push_back(line);
+            if self.kept.len() > self.n {
+                self.kept.pop_front();
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Tail {
+        if self.open {
+            self.end_line();
+        }
+        Tail {
+            lines: self
+                .kept
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect(),
+            total: self.total,
+        }
+    }
+}
+
+impl Tail {
+    /// The last `n` lines of what `r` reads, as `str::lines` cuts them. Output is bytes: what
+    /// is not UTF-8 shows as replacement characters, not as nothing.
+    pub fn read(mut r: impl std::io::Read, n: usize) -> std::io::Result<Tail> {
+        let mut reader = TailReader::new(n);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return Ok(reader.finish()),
+                Ok(k) => reader.push(&buf[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The last `n` lines of an attempt's output as `sink` has it now.
+pub async fn tail(sink: &dyn LogSink, key: &LogKey, n: usize) -> Result<Tail, LogError> {
+    let mut reader = TailReader::new(n);
+    let mut offset = 0;
+    loop {
+        let chunk = sink.read(key, offset, 1 << 20).await?;
+        reader.push(&chunk.bytes);
+        if chunk.bytes.is_empty() || chunk.complete || chunk.next == offset {
+            return Ok(reader.finish());
+        }
+        offset = chunk.next;
+    }
+}
+
 /// Logs kept in memory.
 #[derive(Default)]
 pub struct MemoryLogs {

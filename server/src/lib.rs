@@ -15,6 +15,7 @@ mod events;
 mod graph;
 mod logs;
 mod metrics;
+mod notifications;
 mod openapi;
 mod runs;
 mod serve;
@@ -24,7 +25,7 @@ mod ui;
 pub use auth::{hash as hash_token, Auth, Caller, Scope, Tokens, Via};
 pub use diagnostics::{check, Checked, DiagnosticJson, Diagnostics, SourceKind};
 pub use error::{ApiError, ErrorBody};
-pub use metrics::count_events;
+pub use metrics::{count_events, count_notification};
 pub use openapi::openapi;
 pub use runs::RunList;
 pub use serve::serve;
@@ -36,6 +37,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chainr_runtime::log::LogSink;
+use chainr_runtime::outbox::Outbox;
 use chainr_runtime::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +49,11 @@ pub const DEFAULT_MAX_BODY: usize = 8 << 20;
 /// What the API serves from, and how.
 pub struct Api {
     pub store: Arc<dyn Store>,
+    /// The store's notifications (the same store, seen as an outbox).
+    pub outbox: Arc<dyn Outbox>,
+    /// The notification media of the server's configuration: pipelines that name others are
+    /// refused. `None`: not checked.
+    pub media: Option<Vec<String>>,
     pub logs: Arc<dyn LogSink>,
     pub auth: Auth,
     /// The largest request body accepted (413 beyond).
@@ -135,10 +142,12 @@ fn probe_routes() -> Router<App> {
 
 /// The probes alone, for a process without the `api` role (a worker still answers its
 /// liveness and readiness probes and is scraped).
-pub fn probes(store: Arc<dyn Store>, logs: Arc<dyn LogSink>) -> Router {
+pub fn probes(store: Arc<dyn Store>, outbox: Arc<dyn Outbox>, logs: Arc<dyn LogSink>) -> Router {
     let (_tx, draining) = watch::channel(false);
     let app: App = Arc::new(Shared::new(Api {
         store,
+        outbox,
+        media: None,
         logs,
         auth: Auth::Disabled,
         max_body: 0,
@@ -178,6 +187,10 @@ async fn metrics_text(State(app): State<App>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), app.store.counts()).await {
         Ok(Ok(counts)) => metrics::set_runs(&counts),
         // The figures of the last scrape stay; the failure is counted.
+        _ => metrics::store_error(),
+    }
+    match tokio::time::timeout(Duration::from_secs(2), app.outbox.delivery_counts()).await {
+        Ok(Ok(counts)) => metrics::set_notifications(&counts),
         _ => metrics::store_error(),
     }
     (

@@ -31,6 +31,19 @@ struct Metrics {
     runs: Family<StatusLabel, Gauge>,
     queued: Gauge,
     attempts: Family<StatusLabel, Counter>,
+    notifications: Family<StateLabel, Gauge>,
+    notification_attempts: Family<AttemptLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    medium: String,
+    result: &'static str,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -71,7 +84,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Attempts that ended in this process's workers, by how they ended",
         attempts.clone(),
     );
+    let notifications = Family::<StateLabel, Gauge>::default();
+    registry.register(
+        "notifications",
+        "Stored notifications by state (pending, sent, dead, skipped)",
+        notifications.clone(),
+    );
+    let notification_attempts = Family::<AttemptLabels, Counter>::default();
+    registry.register(
+        "notification_attempts",
+        "Notification attempts of this process's notifier, by medium and result (sent, retried, dead, skipped)",
+        notification_attempts.clone(),
+    );
     Metrics {
+        notifications,
+        notification_attempts,
         registry,
         attempts,
         runs,
@@ -136,6 +163,36 @@ pub fn count_events(_run: &str, events: &[chainr_runtime::event::RunEvent]) {
                 .inc();
         }
     }
+}
+
+/// Sets the store's figures: how many notifications are in each state.
+pub(crate) fn set_notifications(counts: &[(chainr_runtime::outbox::DeliveryState, u64)]) {
+    use chainr_runtime::outbox::DeliveryState;
+    for state in DeliveryState::ALL {
+        let n: u64 = counts
+            .iter()
+            .filter(|(s, _)| *s == state)
+            .map(|(_, n)| *n)
+            .sum();
+        METRICS
+            .notifications
+            .get_or_create(&StateLabel {
+                state: state.word(),
+            })
+            .set(n as i64);
+    }
+}
+
+/// Counts an attempt of this process's notifier: its medium and how it ended (`sent`,
+/// `retried`, `dead`, `skipped`).
+pub fn count_notification(medium: &str, result: &'static str) {
+    METRICS
+        .notification_attempts
+        .get_or_create(&AttemptLabels {
+            medium: medium.to_string(),
+            result,
+        })
+        .inc();
 }
 
 /// Every metric in the Prometheus text format.

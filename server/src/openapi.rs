@@ -74,6 +74,9 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::session::whoami))
         .routes(routes!(crate::session::sign_in, crate::session::sign_out))
         .routes(routes!(crate::graph::graph))
+        .routes(routes!(crate::notifications::list))
+        .routes(routes!(crate::notifications::get))
+        .routes(routes!(crate::notifications::resend))
 }
 
 /// The Run document (the fold of a run's events), as the API answers it. Its schema comes
@@ -83,6 +86,10 @@ pub struct RunSchema;
 /// The Pipeline IR, the original chainr's JSON and its superset (docs/ir.md). Its schema comes
 /// from the Rust type (`chainr_compiler::ir::Pipeline`).
 pub struct PipelineSchema;
+
+/// A notification and how its delivery goes. Its schema comes from the Rust type
+/// (`chainr_runtime::outbox::Delivery`).
+pub struct DeliverySchema;
 
 /// The layout of a run's graph. Its schema comes from the Rust type
 /// (`chainr_runtime::layout::Layout`).
@@ -105,6 +112,7 @@ macro_rules! schema_by_name {
 schema_by_name!(RunSchema, "Run");
 schema_by_name!(PipelineSchema, "Pipeline");
 schema_by_name!(LayoutSchema, "Layout");
+schema_by_name!(DeliverySchema, "Delivery");
 
 /// The whole document as JSON.
 pub fn openapi() -> serde_json::Value {
@@ -116,8 +124,14 @@ pub fn openapi() -> serde_json::Value {
     let run = generator.subschema_for::<chainr_runtime::record::Run>();
     let pipeline = generator.subschema_for::<chainr_compiler::ir::Pipeline>();
     let layout = generator.subschema_for::<chainr_runtime::layout::Layout>();
+    let delivery = generator.subschema_for::<chainr_runtime::outbox::Delivery>();
     let mut defs = generator.take_definitions(true);
-    for (name, schema) in [("Run", run), ("Pipeline", pipeline), ("Layout", layout)] {
+    for (name, schema) in [
+        ("Run", run),
+        ("Pipeline", pipeline),
+        ("Layout", layout),
+        ("Delivery", delivery),
+    ] {
         // A type that is not referenceable comes inline; keep it under its name.
         if schema.get("$ref").is_none() {
             defs.insert(name.to_string(), schema.to_value());

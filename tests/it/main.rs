@@ -3,6 +3,7 @@
 
 mod cli;
 mod kube;
+mod notify;
 mod lsp;
 mod lsp_client;
 mod run;

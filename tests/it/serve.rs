@@ -181,6 +181,10 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -342,10 +346,10 @@ fn the_seed_json_posted_as_curl_posts_it_runs_to_success() {
     assert_eq!(server.get("/readyz").status, 200);
     // The notifier role says when it started and how it ended, as the original's notif did.
     wait_for(Duration::from_secs(10), "the notifier's lines", || {
-        server.printed().contains(&format!("SUCCESS {uid} -"))
+        server.printed().contains(&format!("SUCCESS {uid} "))
     });
     assert!(
-        server.printed().contains(&format!("START {uid} -")),
+        server.printed().contains(&format!("START {uid} ")),
         "{}",
         server.printed()
     );

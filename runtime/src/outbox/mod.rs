@@ -19,12 +19,10 @@ use crate::store::StoreError;
 use async_trait::async_trait;
 use chainr_compiler::ir::NotifyEvent;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// One message for one medium about one event of one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// Derived from the run, the event and the medium ([`notification_id`]).
@@ -42,6 +40,7 @@ pub struct Notification {
     pub medium: String,
     /// When the event happened (for `running_longer_than`: when the run had run that long).
     #[serde(with = "crate::record::time_always")]
+    #[schemars(with = "String")]
     pub at: SystemTime,
     /// For `running_longer_than`: how long, as written (`2h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,7 +69,9 @@ pub fn notification_id(
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_3c4e_9b2a_4d71_8e55_0c7a_21f4_b903);
 
 /// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Waiting for its first attempt or for its next one (`due`).
@@ -113,7 +114,7 @@ impl std::str::FromStr for DeliveryState {
 }
 
 /// A notification and how its delivery goes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     #[serde(flatten)]
@@ -123,6 +124,7 @@ pub struct Delivery {
     pub attempts: u32,
     /// Not attempted before this time (pending ones).
     #[serde(with = "crate::record::time_always")]
+    #[schemars(with = "String")]
     pub due: SystemTime,
     /// Why the last attempt failed, or why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +135,7 @@ pub struct Delivery {
         skip_serializing_if = "Option::is_none",
         with = "crate::record::time"
     )]
+    #[schemars(with = "Option<String>")]
     pub sent_at: Option<SystemTime>,
 }
 
@@ -256,27 +259,4 @@ pub fn resent(mut d: Delivery, now: SystemTime) -> Result<Delivery, StoreError> 
     d.attempts = 0;
     d.due = crate::event::millis::whole(now);
     Ok(d)
-}
-
-/// What a notifier process counts: attempts by medium and how they ended (`sent`, `retried`,
-/// `dead`, `skipped`), for metrics.
-#[derive(Default, Debug)]
-pub struct NotifyStats {
-    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
-}
-
-impl NotifyStats {
-    pub fn count(&self, medium: &str, result: &'static str) {
-        if let Ok(mut c) = self.counts.lock() {
-            *c.entry((medium.to_string(), result)).or_default() += 1;
-        }
-    }
-
-    /// Every (medium, result) counted, with its count.
-    pub fn snapshot(&self) -> Vec<(String, &'static str, u64)> {
-        self.counts
-            .lock()
-            .map(|c| c.iter().map(|((m, r), n)| (m.clone(), *r, *n)).collect())
-            .unwrap_or_default()
-    }
 }

@@ -54,6 +54,8 @@ pub fn app(auth: Auth) -> App {
     let (tx, draining) = tokio::sync::watch::channel(false);
     let router = chainr_server::router(Api {
         store: store.clone(),
+        outbox: store.clone(),
+        media: None,
         logs: logs.clone(),
         auth,
         max_body: 64 << 10,

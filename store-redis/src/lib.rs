@@ -19,7 +19,9 @@
 //!   lease token, holder and expiry, take-overs);
 //! - `PREFIX:run:{ID}:events`: list, the run's events in order (event `n` at index `n - 1`);
 //! - `PREFIX:run:{ID}:log:ATTEMPT:JOB`: string, an attempt's output (`APPEND`, `GETRANGE`), and
-//!   `PREFIX:run:{ID}:logs`: hash, `ATTEMPT:JOB` → `1` once the attempt's log is complete.
+//!   `PREFIX:run:{ID}:logs`: hash, `ATTEMPT:JOB` → `1` once the attempt's log is complete;
+//! - the outbox's keys (`PREFIX:notify:*`, `PREFIX:notification:ID`, `PREFIX:notifications*`,
+//!   `PREFIX:run:{ID}:notifications`), described in `outbox.rs`.
 //!
 //! A run's keys share the hash tag `{ID}`. Claims scan the queue and touch run hashes that are
 //! not declared keys: this store runs on a single Redis server, not a cluster.
@@ -37,6 +39,8 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, ScriptInvocation};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
+
+mod outbox;
 
 /// The Run document snapshot is rewritten after this many events (a read folds the rest).
 pub const SNAPSHOT_EVERY: u64 = 200;
@@ -166,7 +170,8 @@ return 0
 
 const PRUNE: &str = r#"
 -- KEYS: run hash, events list, logs hash, runs, status set prefix, pipeline set prefix,
---       finished, changes, then the run's log keys. ARGV: run id.
+--       finished, changes, the run's deliveries, all deliveries, the due deliveries, then the
+--       run's log keys. ARGV: run id, delivery key prefix, delivery state set prefix.
 -- A run that is not finished (retried since it was chosen) is kept.
 if redis.call('HGET', KEYS[1], 'finished') ~= '1' then return 0 end
 local id = ARGV[1]
@@ -178,8 +183,11 @@ redis.call('ZREM', KEYS[7], id)
 for seq = 0, tonumber(redis.call('HGET', KEYS[1], 'last_seq')) do
   redis.call('ZREM', KEYS[8], seq .. ':' .. id)
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
+for _, d in ipairs(redis.call('SMEMBERS', KEYS[9])) do
+  drop(ARGV[2] .. d, d, KEYS[10], ARGV[3], KEYS[11])
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[9])
+for i = 12, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 "#;
 
@@ -203,6 +211,7 @@ pub struct RedisStore {
     retry: Script,
     prune: Script,
     cancel: Script,
+    outbox: outbox::Scripts,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -245,8 +254,9 @@ impl RedisStore {
             release: fenced(RELEASE),
             append: fenced(&format!("{WRITES}\n{APPEND}")),
             retry: Script::new(&format!("{WRITES}\n{RETRY}")),
-            prune: Script::new(PRUNE),
+            prune: Script::new(&format!("{}\n{PRUNE}", outbox::DELIVERIES)),
             cancel: Script::new(CANCEL),
+            outbox: outbox::Scripts::new(),
         })
     }
 
@@ -308,18 +318,45 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         conn.hgetall(self.run_key(id)).await.map_err(unavailable)
     }
+
+    /// At most `count` members of sorted set `set` with their scores, highest first, from
+    /// `upper` down (`+inf`, or `(N`: below `N`).
+    async fn newest_first<T: redis::FromRedisValue>(
+        &self,
+        set: &str,
+        upper: &str,
+        count: usize,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREVRANGEBYSCORE")
+            .arg(set)
+            .arg(upper)
+            .arg("-inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The sizes of sorted sets `keys`, in one round trip.
+    async fn cardinalities(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.zcard(key);
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(unavailable)
+    }
 }
 
 #[async_trait]
 impl Store for RedisStore {
     async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
-        let mut pipe = redis::pipe();
-        for status in Status::ALL {
-            pipe.cmd("ZCARD")
-                .arg(self.key(&format!("status:{}", status.word())));
-        }
-        let mut conn = self.conn.clone();
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let sets = Status::ALL.map(|s| self.key(&format!("status:{}", s.word())));
+        let counts = self.cardinalities(&sets).await?;
         Ok(Status::ALL.into_iter().zip(counts).collect())
     }
 
@@ -417,24 +454,13 @@ impl Store for RedisStore {
             Some(c) => format!("({}", c.0),
             None => "+inf".to_string(),
         };
-        let mut conn = self.conn.clone();
         let mut runs = Vec::new();
         let mut last = None;
         let mut more = false;
         let mut upper = max;
         // A status filter may also name a pipeline: read pages until enough runs match.
         'pages: loop {
-            let batch: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
-                .arg(&set)
-                .arg(&upper)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let batch: Vec<(String, f64)> = self.newest_first(&set, &upper, limit + 1).await?;
             if batch.is_empty() {
                 break;
             }
@@ -657,7 +683,12 @@ impl Store for RedisStore {
                 .key(self.key("pipeline:"))
                 .key(self.key("finished"))
                 .key(self.key("changes"))
-                .arg(&id);
+                .key(self.run_deliveries_key(&id))
+                .key(self.key("notifications"))
+                .key(self.key("notify:due"))
+                .arg(&id)
+                .arg(self.key("notification:"))
+                .arg(self.key("notifications:"));
             for key in log_keys {
                 call.key(key);
             }

@@ -4,8 +4,9 @@
 //! that expired or moved on is refused (see `chainr_runtime::store::Store`).
 //!
 //! The schema is in [`SCHEMA`], its version in `PRAGMA user_version` ([`SCHEMA_VERSION`]): a
-//! database made by another version is refused, not misread. Times are milliseconds since the
-//! Unix epoch, by the wall clock.
+//! database of the previous version is migrated when it is opened (the outbox's tables are
+//! added), one made by any other version is refused, not misread. Times are milliseconds since
+//! the Unix epoch, by the wall clock.
 //! The calls are blocking SQLite calls, run on tokio's blocking pool.
 //!
 //! The Run document is kept as a snapshot plus the events after it: an append writes its events
@@ -27,11 +28,42 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+mod outbox;
+
+/// The outbox's tables, added by version 4: `deliveries`, one row per notification (`seq` the
+/// enqueue order, the list cursor; `state` and `due` beside the `Delivery` as JSON, for the
+/// indexes that claims, lists and counts use; the claim's holder and its expiry), and
+/// `notify_cursor`, one row: how far the feed has been turned into notifications.
+macro_rules! outbox_schema {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    run         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    due         INTEGER NOT NULL,
+    claim_owner TEXT,
+    claim_until INTEGER,
+    body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, due, seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_run ON deliveries (run);
+CREATE TABLE IF NOT EXISTS notify_cursor (
+    one    INTEGER PRIMARY KEY CHECK (one = 1),
+    cursor INTEGER NOT NULL
+);
+"
+    };
+}
+
 /// The tables. `runs.seq` orders runs by creation (the list cursor); the queue is the unfinished
 /// runs without a live lease, oldest first. `changes` is the feed: each run created (`seq` 0)
 /// and each event appended, written in the same transaction; `AUTOINCREMENT` never reuses an
-/// id.
-pub const SCHEMA: &str = "
+/// id. Then the outbox's tables (`outbox_schema!`).
+pub const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS runs (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     id            TEXT NOT NULL UNIQUE,
@@ -83,11 +115,17 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_by_run ON changes (run);
-";
+",
+    outbox_schema!()
+);
 
 /// The version of [`SCHEMA`]: 0 was the first, 1 added `runs.cancels`, 2 the `changes` table,
-/// 3 `runs.finished_at` (for retention) and the indexes it needs.
-pub const SCHEMA_VERSION: i64 = 3;
+/// 3 `runs.finished_at` (for retention) and the indexes it needs, 4 the outbox's tables.
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// How a file of an earlier version becomes the next version: from each version, what to run.
+/// A file of a version not listed here (nor [`SCHEMA_VERSION`]) is refused.
+const MIGRATIONS: &[(i64, &str)] = &[(3, outbox_schema!())];
 
 /// Runs deleted per transaction by `prune`, so that other writers wait for no long one.
 const PRUNE_BATCH: i64 = 100;
@@ -125,7 +163,7 @@ fn ms(d: Duration) -> i64 {
 impl SqliteStore {
     /// Opens (creating it if needed) the database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(unavailable)?;
+        let mut conn = Connection::open(path).map_err(unavailable)?;
         // WAL: readers do not wait for the writer; `synchronous = FULL`: a committed write
         // survives a power loss, which is what a 202 promises.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -142,15 +180,7 @@ impl SqliteStore {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(unavailable)?;
         }
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(unavailable)?;
-        if version != SCHEMA_VERSION {
-            return Err(corrupt(format!(
-                "{} holds schema version {version} of the chainr store; this chainr reads version {SCHEMA_VERSION}",
-                path.display()
-            )));
-        }
+        migrate(&mut conn, path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -170,6 +200,32 @@ impl SqliteStore {
         })
         .await
         .map_err(unavailable)?
+    }
+}
+
+/// Brings the file to [`SCHEMA_VERSION`], one version per transaction (each reads the version
+/// again, so two processes opening the same file migrate it once), or refuses it.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let Some((_, step)) = MIGRATIONS.iter().find(|(from, _)| *from == version) else {
+            return Err(corrupt(format!(
+                "{} holds schema version {version} of the chainr store; this chainr reads version {SCHEMA_VERSION}",
+                path.display()
+            )));
+        };
+        tx.execute_batch(step).map_err(unavailable)?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
     }
 }
 
@@ -246,6 +302,25 @@ fn add_change(conn: &Connection, run: &str, seq: u64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// The answer of `sql`, a `SELECT word, COUNT(*) ... GROUP BY word`, each word read by `parse`.
+fn counted<K>(
+    conn: &Connection,
+    sql: &str,
+    parse: impl Fn(&str) -> Option<K>,
+) -> Result<Vec<(K, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(unavailable)?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (word, n) = row.map_err(unavailable)?;
+        let key = parse(&word).ok_or_else(|| corrupt(format!("unknown state {word}")))?;
+        counts.push((key, n.max(0) as u64));
+    }
+    Ok(counts)
+}
+
 /// A column of the run's row (or any expression over it); `NotFound` when there is no such run.
 fn run_field<T: rusqlite::types::FromSql>(
     conn: &Connection,
@@ -282,20 +357,11 @@ fn check_lease(tx: &rusqlite::Transaction<'_>, lease: &Lease) -> Result<(), Stor
 impl Store for SqliteStore {
     async fn counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
         self.with(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(unavailable)?;
-            let mut counts = Vec::new();
-            for row in rows {
-                let (word, n) = row.map_err(unavailable)?;
-                let status = Status::from_word(&word)
-                    .ok_or_else(|| corrupt(format!("unknown status {word}")))?;
-                counts.push((status, n.max(0) as u64));
-            }
-            Ok(counts)
+            counted(
+                conn,
+                "SELECT status, COUNT(*) FROM runs GROUP BY status",
+                Status::from_word,
+            )
         })
         .await
     }
@@ -619,6 +685,7 @@ impl Store for SqliteStore {
                         ("changes", "run"),
                         ("log_chunks", "run"),
                         ("logs", "run"),
+                        ("deliveries", "run"),
                         ("runs", "id"),
                     ] {
                         tx.prepare_cached(&format!("DELETE FROM {table} WHERE {column} = ?1"))

@@ -1,10 +1,12 @@
 //! The Redis store against real `redis-server` processes (started on free ports, with AOF, in
-//! directories of their own): the store conformance suite, and a Redis killed with SIGKILL and
-//! restarted loses nothing that was acknowledged, while the store reconnects by itself; a pruned
-//! run leaves no key behind.
+//! directories of their own): the store and outbox conformance suites, and a Redis killed with
+//! SIGKILL and restarted loses nothing that was acknowledged, while the store reconnects by
+//! itself; a pruned run leaves no key behind, its notifications included.
 
 mod server;
 
+use chainr_runtime::outbox::conformance::{delivery, t};
+use chainr_runtime::outbox::Outbox;
 use chainr_runtime::store::conformance::{new_run, started};
 use chainr_runtime::store::{Store, StoreError};
 use chainr_store_redis::RedisStore;
@@ -33,6 +35,10 @@ async fn fresh() -> Fresh {
 }
 
 chainr_runtime::store_conformance!(fresh());
+
+mod outbox {
+    chainr_runtime::outbox_conformance!(super::fresh());
+}
 
 #[tokio::test]
 async fn a_redis_killed_and_restarted_keeps_what_it_acknowledged() {
@@ -85,9 +91,34 @@ async fn two_workers_on_one_redis_run_every_job_once() {
 chainr_runtime::log_sink_conformance!(fresh());
 
 #[tokio::test]
+async fn claims_pass_over_held_deliveries_and_keep_the_enqueue_order() {
+    let f = fresh().await;
+    // All due at the same time: the order they were enqueued in decides, not their ids, and
+    // a claim reads on past the first 100 due, held by another.
+    let all: Vec<_> = (1..=150).map(|i| delivery("r1", i, "slack", 0)).collect();
+    f.store.enqueue(0, 1, &all).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    let seqs = |ds: Vec<chainr_runtime::outbox::Delivery>| -> Vec<u64> {
+        ds.iter().map(|d| d.notification.seq).collect()
+    };
+    let first = f.store.claim_due("n1", t(1), ttl, 120).await.unwrap();
+    assert_eq!(seqs(first), (1..=120).collect::<Vec<_>>());
+    let second = f.store.claim_due("n2", t(1), ttl, 100).await.unwrap();
+    assert_eq!(seqs(second), (121..=150).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn a_pruned_run_leaves_no_key_behind() {
     let f = fresh().await;
     chainr_runtime::store::conformance::a_finished_run_with_logs(&f.store).await;
+    f.store
+        .enqueue(
+            0,
+            1,
+            &[delivery("r", 4, "slack", 0), delivery("r", 4, "mail", 0)],
+        )
+        .await
+        .unwrap();
     assert_eq!(f.store.prune(Some(0), None).await.unwrap(), 1);
     let client = redis::Client::open(f.server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -97,6 +128,14 @@ async fn a_pruned_run_leaves_no_key_behind() {
         .await
         .unwrap();
     keys.sort();
-    // Only the counters stay: ids are never reused.
-    assert_eq!(keys, ["chainr:change", "chainr:order"]);
+    // Only the counters and the notifier's cursor stay: ids are never reused.
+    assert_eq!(
+        keys,
+        [
+            "chainr:change",
+            "chainr:notify:cursor",
+            "chainr:notify:order",
+            "chainr:order"
+        ]
+    );
 }

@@ -3,8 +3,8 @@
 //! scroll above, running jobs spin below), one line per event otherwise, or nothing and the Run
 //! document as JSON at the end.
 
-pub use chainr_runtime::log::Tail;
 use chainr_runtime::event::{EventKind, RunEvent};
+pub use chainr_runtime::log::Tail;
 use chainr_runtime::record::{JobRecord, Run, Status};
 use chainr_runtime::JobId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -491,7 +491,8 @@ impl Notifying {
     ) -> Result<Notifying, String> {
         use chainr_runtime::store::{NewRun, Store};
         let store = std::sync::Arc::new(chainr_runtime::store::MemoryStore::new());
-        let fail = |e: chainr_runtime::store::StoreError| format!("cannot start notifications: {e}");
+        let fail =
+            |e: chainr_runtime::store::StoreError| format!("cannot start notifications: {e}");
         store
             .create(NewRun {
                 id: run_id.to_string(),
@@ -541,7 +542,10 @@ impl Notifying {
         use chainr_runtime::store::Store;
         let deadline = tokio::time::Instant::now() + NOTIFY_WAIT;
         loop {
-            let planned = match (self.store.last_change().await, self.store.notify_cursor().await) {
+            let planned = match (
+                self.store.last_change().await,
+                self.store.notify_cursor().await,
+            ) {
                 (Ok(last), Ok(cursor)) => cursor >= last,
                 _ => true,
             };
@@ -553,9 +557,10 @@ impl Notifying {
                 .unwrap_or_default();
             // What is due only later (`running_longer_than` of a run that has finished) waits for
             // nothing.
-            let waiting = pending
-                .iter()
-                .any(|d| d.due <= std::time::SystemTime::now() + NOTIFY_WAIT && d.notification.event != chainr_compiler::ir::NotifyEvent::RunningLongerThan);
+            let waiting = pending.iter().any(|d| {
+                d.due <= std::time::SystemTime::now() + NOTIFY_WAIT
+                    && d.notification.event != chainr_compiler::ir::NotifyEvent::RunningLongerThan
+            });
             if planned && !waiting || tokio::time::Instant::now() >= deadline {
                 break;
             }

@@ -286,8 +286,11 @@ struct RouteSpec {
 }
 
 fn duration(text: &str, what: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text)
-        .map_err(|e| err(format!("{what}: {text:?} is not a duration ({e}); write e.g. 5m or 2h")))
+    humantime::parse_duration(text).map_err(|e| {
+        err(format!(
+            "{what}: {text:?} is not a duration ({e}); write e.g. 5m or 2h"
+        ))
+    })
 }
 
 /// The events a route may name: those of a run.
@@ -410,9 +413,7 @@ impl Config {
                     )))
                 }
                 (Some(_), false) => {
-                    return Err(err(format!(
-                        "{at}.after: only for running_longer_than"
-                    )))
+                    return Err(err(format!("{at}.after: only for running_longer_than")))
                 }
                 (None, false) => None,
             };
@@ -431,8 +432,7 @@ impl Config {
                 .pipelines
                 .iter()
                 .map(|p| {
-                    glob::Pattern::new(p)
-                        .map_err(|e| err(format!("{at}.pipelines: {p:?}: {e}")))
+                    glob::Pattern::new(p).map_err(|e| err(format!("{at}.pipelines: {p:?}: {e}")))
                 })
                 .collect::<Result<_, _>>()?;
             config.routes.push(Route {

@@ -49,7 +49,12 @@ pub fn jobs_to_show(n: &Notification, run: &Run) -> Vec<ShownJob> {
         tail: None,
     };
     match (&n.job, n.event) {
-        (Some(job), _) => run.jobs.iter().filter(|j| &j.name == job).map(pick).collect(),
+        (Some(job), _) => run
+            .jobs
+            .iter()
+            .filter(|j| &j.name == job)
+            .map(pick)
+            .collect(),
         (None, NotifyEvent::Failed | NotifyEvent::Cancelled) => run
             .jobs
             .iter()
@@ -100,7 +105,7 @@ impl Context<'_> {
         }
         let mut text = match parts.as_slice() {
             [] => "no jobs".to_string(),
-            [(s, k)] if *k == total => format!("{}", all_word(*s, total)),
+            [(s, k)] if *k == total => all_word(*s, total),
             _ => {
                 let words: Vec<String> = parts
                     .iter()
@@ -117,7 +122,11 @@ impl Context<'_> {
             }
         };
         if let Some(took) = self.took() {
-            let verb = if run.finished_at.is_some() { "took" } else { "running for" };
+            let verb = if run.finished_at.is_some() {
+                "took"
+            } else {
+                "running for"
+            };
             text.push_str(&format!(" · {verb} {}", human(took)));
         }
         if let Some(who) = &run.metadata.submitter {
@@ -278,7 +287,9 @@ pub fn webhook_body(c: &Context) -> Value {
 
 /// Text for Slack's mrkdwn: `&`, `<` and `>` escaped, as Slack asks.
 fn mrkdwn(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn emoji(c: &Context) -> &'static str {
@@ -342,7 +353,9 @@ pub fn slack_body(c: &Context) -> Value {
         json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&summary, SLACK_SECTION_MAX)}}),
     ];
     for j in c.shown() {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": slack_job_section(j)}}));
+        blocks.push(
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": slack_job_section(j)}}),
+        );
     }
     if c.more() > 0 {
         blocks.push(json!({"type": "context", "elements": [
@@ -350,7 +363,11 @@ pub fn slack_body(c: &Context) -> Value {
         ]}));
     }
     if let Some(link) = c.link() {
-        let label = if c.notification.job.is_some() { "Open job" } else { "Open run" };
+        let label = if c.notification.job.is_some() {
+            "Open job"
+        } else {
+            "Open run"
+        };
         blocks.push(json!({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": label}, "url": link, "action_id": "open"}
         ]}));
@@ -385,7 +402,11 @@ pub struct Mail {
 pub fn mail(c: &Context) -> Mail {
     let headline = c.headline();
     let subject = format!("[chainr] {headline} (run {})", c.short_run());
-    let mut text = format!("{headline}\n\n{}\nRun: {}\n", c.summary(), c.notification.run);
+    let mut text = format!(
+        "{headline}\n\n{}\nRun: {}\n",
+        c.summary(),
+        c.notification.run
+    );
     if let Some(link) = c.link() {
         text.push_str(&format!("Open: {link}\n"));
     }
@@ -393,7 +414,11 @@ pub fn mail(c: &Context) -> Mail {
         text.push_str(&format!("\n{}\n", job_line(j)));
         if let Some(t) = &j.tail {
             if t.lines.len() < t.total {
-                text.push_str(&format!("  (last {} of {} lines)\n", t.lines.len(), t.total));
+                text.push_str(&format!(
+                    "  (last {} of {} lines)\n",
+                    t.lines.len(),
+                    t.total
+                ));
             }
             for l in &t.lines {
                 text.push_str(&format!("    {l}\n"));

@@ -22,6 +22,9 @@ use tokio::task::JoinSet;
 /// Changes read from the feed at once.
 const FEED_BATCH: usize = 500;
 
+/// Told of each attempt: the medium, and how it ended.
+pub type Observer = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
+
 pub struct Notifier {
     pub store: Arc<dyn Store>,
     pub outbox: Arc<dyn Outbox>,
@@ -30,7 +33,7 @@ pub struct Notifier {
     /// This notifier's name in claims (unique among the store's notifiers).
     pub owner: String,
     /// Told of each attempt: the medium, and `sent`, `retried`, `dead` or `skipped` (metrics).
-    pub observer: Option<Arc<dyn Fn(&str, &'static str) + Send + Sync>>,
+    pub observer: Option<Observer>,
     /// How often the feed and the due deliveries are looked at when idle.
     pub poll: Duration,
 }
@@ -115,7 +118,11 @@ impl Notifier {
         for change in &changes {
             let Some(event) = &change.event else { continue };
             if !pipelines.contains_key(&change.run) {
-                let p = self.store.get(&change.run).await?.map(|s| Arc::new(s.pipeline));
+                let p = self
+                    .store
+                    .get(&change.run)
+                    .await?
+                    .map(|s| Arc::new(s.pipeline));
                 pipelines.insert(change.run.clone(), p);
             }
             // A run deleted since has nothing to say.
@@ -152,7 +159,11 @@ impl Notifier {
             ),
             _ => {}
         }
-        match self.outbox.settle(&d.notification.id, &self.owner, how).await {
+        match self
+            .outbox
+            .settle(&d.notification.id, &self.owner, how)
+            .await
+        {
             Ok(()) => {
                 if let Some(observe) = &self.observer {
                     observe(&medium, result);
@@ -160,7 +171,9 @@ impl Notifier {
             }
             // It was sent, but another notifier holds it now (this one was too slow): it may be
             // sent again, with the same id.
-            Err(e) => tracing::warn!(id = %d.notification.id, error = %e, "a notification's attempt could not be recorded"),
+            Err(e) => {
+                tracing::warn!(id = %d.notification.id, error = %e, "a notification's attempt could not be recorded")
+            }
         }
     }
 

@@ -21,10 +21,7 @@ fn rules_of(notify: &[ir::Notify]) -> Vec<Rule<'_>> {
         .map(|n| Rule {
             on: &n.on,
             to: &n.to,
-            after: n
-                .after
-                .as_ref()
-                .map(|d| (d.0.as_std(), d.0.to_string())),
+            after: n.after.as_ref().map(|d| (d.0.as_std(), d.0.to_string())),
         })
         .collect()
 }
@@ -36,7 +33,12 @@ pub fn declares(pipeline: &ir::Pipeline) -> bool {
 
 /// The notifications event `event` of run `run` (of `pipeline`) makes, each due when it may
 /// first be sent: at once, or for `running_longer_than` when the run has run that long.
-pub fn plan(run: &str, pipeline: &ir::Pipeline, event: &RunEvent, routes: &[Route]) -> Vec<Delivery> {
+pub fn plan(
+    run: &str,
+    pipeline: &ir::Pipeline,
+    event: &RunEvent,
+    routes: &[Route],
+) -> Vec<Delivery> {
     let name = pipeline.name.as_deref().unwrap_or("unnamed pipeline");
     let declared = declares(pipeline);
     let run_rules = || -> Vec<Rule<'_>> {
@@ -55,29 +57,30 @@ pub fn plan(run: &str, pipeline: &ir::Pipeline, event: &RunEvent, routes: &[Rout
         }
     };
     let mut out = Vec::new();
-    let mut add = |ev: NotifyEvent, job: Option<&str>, to: &[String], after: Option<&(Duration, String)>| {
-        for medium in to {
-            let at = event.at + after.map(|a| a.0).unwrap_or_default();
-            let id = notification_id(run, event.seq, ev, job, medium);
-            if out.iter().any(|d: &Delivery| d.notification.id == id) {
-                continue;
-            }
-            out.push(Delivery::new(
-                Notification {
-                    id,
-                    run: run.to_string(),
-                    pipeline: name.to_string(),
-                    seq: event.seq,
-                    event: ev,
-                    job: job.map(str::to_string),
-                    medium: medium.clone(),
+    let mut add =
+        |ev: NotifyEvent, job: Option<&str>, to: &[String], after: Option<&(Duration, String)>| {
+            for medium in to {
+                let at = event.at + after.map(|a| a.0).unwrap_or_default();
+                let id = notification_id(run, event.seq, ev, job, medium);
+                if out.iter().any(|d: &Delivery| d.notification.id == id) {
+                    continue;
+                }
+                out.push(Delivery::new(
+                    Notification {
+                        id,
+                        run: run.to_string(),
+                        pipeline: name.to_string(),
+                        seq: event.seq,
+                        event: ev,
+                        job: job.map(str::to_string),
+                        medium: medium.clone(),
+                        at,
+                        after: after.map(|a| a.1.clone()),
+                    },
                     at,
-                    after: after.map(|a| a.1.clone()),
-                },
-                at,
-            ));
-        }
-    };
+                ));
+            }
+        };
     match &event.kind {
         EventKind::RunStarted { resumed: false } => {
             for r in run_rules() {

@@ -62,7 +62,12 @@ pub fn sign(key: &Secret, id: &str, timestamp: u64, body: &[u8]) -> String {
 
 /// Sends the message of `c` to `medium`, waiting at most `timeout`. Blocking: run it on a
 /// thread that may block.
-pub fn send(medium: &Medium, c: &Context, timeout: Duration, now: SystemTime) -> Result<(), SendError> {
+pub fn send(
+    medium: &Medium,
+    c: &Context,
+    timeout: Duration,
+    now: SystemTime,
+) -> Result<(), SendError> {
     match medium {
         Medium::Webhook { url, key } => {
             let body = serde_json::to_vec(&message::webhook_body(c)).unwrap_or_default();
@@ -152,7 +157,10 @@ fn post(
         (410, _) => Err(SendError::Permanent(error)),
         // Slack's other 4xx answers (an unknown or revoked URL, an invalid payload) never change.
         (400..=499, Receiver::Slack) if status != 408 => Err(SendError::Permanent(error)),
-        _ => Err(SendError::Retry { error, after: retry_after }),
+        _ => Err(SendError::Retry {
+            error,
+            after: retry_after,
+        }),
     }
 }
 
@@ -172,14 +180,20 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 
 fn send_mail(email: &Email, c: &Context, timeout: Duration) -> Result<(), SendError> {
     use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{Message, SmtpTransport, Transport};
 
     let permanent = |e: String| SendError::Permanent(e);
-    let retry = |e: String| SendError::Retry { error: e, after: None };
+    let retry = |e: String| SendError::Retry {
+        error: e,
+        after: None,
+    };
     let mail = message::mail(c);
-    let from: Mailbox = email.from.parse().map_err(|e| permanent(format!("from: {e}")))?;
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| permanent(format!("from: {e}")))?;
     let mut builder = Message::builder()
         .from(from)
         .subject(mail.subject)

@@ -3,9 +3,9 @@
 
 mod cli;
 mod kube;
-mod notify;
 mod lsp;
 mod lsp_client;
+mod notify;
 mod run;
 mod serve;
 mod serve_client;

@@ -6,9 +6,6 @@
 //! that never answers, and a port where nothing listens. A notifier SIGKILLed in a burst of 100
 //! notifications is restarted: every notification arrives, under one id each.
 
-#[path = "../../store-redis/tests/it/server.rs"]
-mod redis_server;
-
 use crate::serve::{uid, wait_for, Server};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -179,7 +176,13 @@ type = "stdout"
     let data = d.path().join("data");
     let server = Server::start_with_env(
         "127.0.0.1:0",
-        &["--no-auth", "--data-dir", data.to_str().unwrap(), "--config", &config],
+        &[
+            "--no-auth",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            &config,
+        ],
         &env,
     );
     let pipeline = r#"{"kind": "Pipeline", "name": "nightly-etl",
@@ -228,12 +231,20 @@ type = "stdout"
         .starts_with("[chainr] nightly-etl failed (run "));
     assert_eq!(m["content_type"], "multipart/alternative");
     assert_eq!(m["parts"], serde_json::json!(["text/plain", "text/html"]));
-    assert!(m["text"].as_str().unwrap().contains("ERROR: duplicate key value"));
-    assert!(m["html"].as_str().unwrap().contains("<h2>nightly-etl failed</h2>"));
+    assert!(m["text"]
+        .as_str()
+        .unwrap()
+        .contains("ERROR: duplicate key value"));
+    assert!(m["html"]
+        .as_str()
+        .unwrap()
+        .contains("<h2>nightly-etl failed</h2>"));
     assert_eq!(m["bare_lf"], false);
 
     wait_for(Duration::from_secs(10), "the stdout line", || {
-        server.printed().contains(&format!("FAILURE {run} nightly-etl failed"))
+        server
+            .printed()
+            .contains(&format!("FAILURE {run} nightly-etl failed"))
     });
 
     // The API knows each as sent once, and the ids are the ones the receivers saw.
@@ -274,12 +285,20 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
     }
     let config = write_config(
         d.path(),
-        &format!("{media}[delivery]\nschedule = [\"300ms\", \"300ms\", \"300ms\"]\ntimeout = \"1s\"\n"),
+        &format!(
+            "{media}[delivery]\nschedule = [\"300ms\", \"300ms\", \"300ms\"]\ntimeout = \"1s\"\n"
+        ),
     );
     let data = d.path().join("data");
     let server = Server::start_with_env(
         "127.0.0.1:0",
-        &["--no-auth", "--data-dir", data.to_str().unwrap(), "--config", &config],
+        &[
+            "--no-auth",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            &config,
+        ],
         &secrets_env(),
     );
     let pipeline = r#"{"kind": "Pipeline", "name": "hourly",
@@ -292,10 +311,15 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
     let flaky = r.wait("flaky", 4);
     let statuses: Vec<&Value> = flaky.iter().map(|x| &x["status"]).collect();
     assert_eq!(statuses, [500, 500, 500, 204]);
-    assert!(flaky.iter().all(|x| x["verified"] == true && x["id"] == flaky[0]["id"]));
+    assert!(flaky
+        .iter()
+        .all(|x| x["verified"] == true && x["id"] == flaky[0]["id"]));
     // 429 with Retry-After: 2 is waited for, though the schedule says 300 ms.
     let limited = r.wait("ratelimit", 2);
-    assert_eq!((limited[0]["status"].clone(), limited[1]["status"].clone()), (429.into(), 200.into()));
+    assert_eq!(
+        (limited[0]["status"].clone(), limited[1]["status"].clone()),
+        (429.into(), 200.into())
+    );
     let waited = limited[1]["at"].as_f64().unwrap() - limited[0]["at"].as_f64().unwrap();
     assert!(waited >= 1.9, "retried after {waited} s");
 
@@ -308,13 +332,20 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
         assert_eq!(d["attempts"], 4, "{d}");
     }
     let silent_error = dead["silent"]["lastError"].as_str().unwrap();
-    assert!(silent_error.contains("could not be reached"), "{silent_error}");
+    assert!(
+        silent_error.contains("could not be reached"),
+        "{silent_error}"
+    );
     assert!(silent_error.contains("after 4 attempts"), "{silent_error}");
     assert!(
         !silent_error.contains(&r.ready["silent"].to_string()),
         "no URL in errors: {silent_error}"
     );
-    assert_eq!(r.got("silent").len(), 4, "each timed-out attempt reached it");
+    assert_eq!(
+        r.got("silent").len(),
+        4,
+        "each timed-out attempt reached it"
+    );
     wait_for(Duration::from_secs(10), "two sent", || {
         notifications(&server, "sent").len() == 2
     });
@@ -331,11 +362,20 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
     let sent_id = sent["flaky"]["id"].as_str().unwrap();
     let refused = server.post_json(&format!("/api/notifications/{sent_id}/resend"), "");
     assert_eq!(refused.status, 409, "{}", refused.text());
-    assert_eq!(server.post_json("/api/notifications/nope/resend", "").status, 404);
-    wait_for(Duration::from_secs(20), "the resent letter dead again", || {
-        let one = server.get(&format!("/api/notifications/{id}")).json();
-        one["state"] == "dead" && one["attempts"] == 4
-    });
+    assert_eq!(
+        server
+            .post_json("/api/notifications/nope/resend", "")
+            .status,
+        404
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the resent letter dead again",
+        || {
+            let one = server.get(&format!("/api/notifications/{id}")).json();
+            one["state"] == "dead" && one["attempts"] == 4
+        },
+    );
     assert_eq!(server.get("/api/notifications?state=lost").status, 400);
 
     let metrics = server.get("/metrics").text();
@@ -353,7 +393,7 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
 #[test]
 fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
     let r = Receivers::start();
-    let redis = redis_server::RedisServer::start();
+    let redis = crate::serve_crash::RedisServer::start();
     let url = redis.url();
     let d = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -364,7 +404,15 @@ fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
         ),
     );
     let api = Server::start(&["--no-auth", "--redis", &url, "--roles", "api,worker"]);
-    let notifier_args = ["--no-auth", "--redis", &url, "--roles", "notifier", "--config", &config];
+    let notifier_args = [
+        "--no-auth",
+        "--redis",
+        &url,
+        "--roles",
+        "notifier",
+        "--config",
+        &config,
+    ];
     let first = Server::start_with_env("127.0.0.1:0", &notifier_args, &secrets_env());
     // A chain of 100 jobs, each telling the webhook when it succeeded: the notifications come
     // as the jobs end, over a few seconds.
@@ -379,7 +427,10 @@ fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
             r#""j{i}": {{"image": "busybox", "run": "sleep 0.02"{after}, "notify": [{{"on": ["succeeded"], "to": ["hooks"]}}]}}"#
         ));
     }
-    let pipeline = format!(r#"{{"kind": "Pipeline", "name": "burst", "jobs": {{{}}}}}"#, jobs.join(", "));
+    let pipeline = format!(
+        r#"{{"kind": "Pipeline", "name": "burst", "jobs": {{{}}}}}"#,
+        jobs.join(", ")
+    );
     let answer = api.post_json("/api/runs", &pipeline);
     assert_eq!(answer.status, 202, "{}", answer.text());
     let run = uid(&answer);
@@ -387,7 +438,10 @@ fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
     r.wait("webhook", 20);
     first.kill();
     let at_kill = r.got("webhook").len();
-    assert!(at_kill < 100, "the kill came too late to test anything ({at_kill})");
+    assert!(
+        at_kill < 100,
+        "the kill came too late to test anything ({at_kill})"
+    );
     let _second = Server::start_with_env("127.0.0.1:0", &notifier_args, &secrets_env());
     let distinct = || -> BTreeSet<String> {
         r.got("webhook")
@@ -395,9 +449,11 @@ fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
             .map(|x| x["id"].as_str().unwrap().to_string())
             .collect()
     };
-    wait_for(Duration::from_secs(60), "100 distinct notifications", || {
-        distinct().len() >= 100
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "100 distinct notifications",
+        || distinct().len() >= 100,
+    );
     wait_for(Duration::from_secs(10), "all 100 recorded as sent", || {
         notifications(&api, "sent").len() == 100
     });
@@ -412,11 +468,16 @@ fn a_notifier_sigkilled_in_a_burst_of_100_loses_and_repeats_nothing() {
         .map(|x| x["body"]["data"]["job"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(jobs.len(), 100, "one notification per job");
-    assert!(got.iter().all(|x| x["body"]["data"]["run"]["uid"] == run.as_str()));
+    assert!(got
+        .iter()
+        .all(|x| x["body"]["data"]["run"]["uid"] == run.as_str()));
     // Only what was in flight when the notifier died may have come twice, under its id (which
     // is how a receiver that follows Standard Webhooks knows it has it already).
     let repeats = got.len() - ids.len();
-    assert!(repeats <= 4, "{repeats} repeated deliveries (concurrency 4)");
+    assert!(
+        repeats <= 4,
+        "{repeats} repeated deliveries (concurrency 4)"
+    );
     let sent_ids: BTreeSet<String> = notifications(&api, "sent")
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_string())
@@ -457,10 +518,20 @@ fn chainrc_run_notify_delivers_a_local_runs_notifications() {
     assert!(stdout.contains("FAILURE "), "{stdout}");
     // Sent before the command ended.
     let got = r.got("webhook");
-    let types: BTreeSet<&str> = got.iter().map(|x| x["body"]["type"].as_str().unwrap()).collect();
-    assert_eq!(types, BTreeSet::from(["run.started", "run.failed"]), "{stderr}");
+    let types: BTreeSet<&str> = got
+        .iter()
+        .map(|x| x["body"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["run.started", "run.failed"]),
+        "{stderr}"
+    );
     assert!(got.iter().all(|x| x["verified"] == true));
-    let failed = got.iter().find(|x| x["body"]["type"] == "run.failed").unwrap();
+    let failed = got
+        .iter()
+        .find(|x| x["body"]["type"] == "run.failed")
+        .unwrap();
     assert!(failed["body"]["data"]["jobs"][0]["logTail"]
         .to_string()
         .contains("broken"));

@@ -11,7 +11,7 @@ mod redis_server;
 use crate::kube::{cluster, NS};
 use crate::serve::{markers, marking_job, p, uid, wait_for, Server};
 use chainr_kube_api::RequestKind;
-use redis_server::RedisServer;
+pub(crate) use redis_server::RedisServer;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

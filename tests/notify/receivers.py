@@ -578,7 +578,9 @@ def mail_record(envelope, session):
             return None
         return part.get_content().replace("\r\n", "\n")
 
-    login = getattr(session, "login_data", None)
+    # The authenticator's result (a LoginPassword), not the deprecated `login_data`.
+    auth = getattr(session, "auth_data", None)
+    login = getattr(auth, "login", None)
     if isinstance(login, bytes):
         login = login.decode("utf-8", errors="replace")
     return {

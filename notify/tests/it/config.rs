@@ -71,13 +71,24 @@ fn every_medium_is_read_and_no_secret_is_shown() {
     );
     match &config.media["oncall-mail"] {
         Medium::Email(e) => {
-            assert_eq!((e.port, e.tls), (587, SmtpTls::Starttls), "STARTTLS on 587 by default");
+            assert_eq!(
+                (e.port, e.tls),
+                (587, SmtpTls::Starttls),
+                "STARTTLS on 587 by default"
+            );
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(config.schedule.0.len(), 2);
-    assert_eq!(config.schedule.after_attempt(1), Some(std::time::Duration::from_secs(5)));
-    assert_eq!(config.schedule.after_attempt(3), None, "dead after the last");
+    assert_eq!(
+        config.schedule.after_attempt(1),
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert_eq!(
+        config.schedule.after_attempt(3),
+        None,
+        "dead after the last"
+    );
     let shown = format!("{config:?}");
     for secret in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "XXXXSECRET", "hunter2"] {
         assert!(!shown.contains(secret), "{secret} shown in {shown}");
@@ -129,7 +140,10 @@ fn mistakes_are_reported_where_they_are_without_secrets() {
     ];
     for (text, expected) in cases {
         let e = parse(text).expect_err(text);
-        assert!(e.contains(expected), "for\n{text}\nexpected {expected:?} in {e:?}");
+        assert!(
+            e.contains(expected),
+            "for\n{text}\nexpected {expected:?} in {e:?}"
+        );
         assert!(!e.contains("hunter2"), "{e}");
     }
 }
@@ -147,7 +161,9 @@ fn a_secret_file_is_read_relative_to_the_configuration() {
     .unwrap();
     let config = Config::load(&path).unwrap();
     assert!(format!("{config:?}").contains("hook-secret"));
-    let missing = Config::load(&dir.join("nope.toml")).unwrap_err().to_string();
+    let missing = Config::load(&dir.join("nope.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("cannot read"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

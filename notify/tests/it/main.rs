@@ -62,17 +62,49 @@ pub fn failed_events() -> Vec<RunEvent> {
         event(1, 0, RunStarted { resumed: false }),
         event(2, 0, started(0, 1)),
         event(3, 60, ended(0, 1, AttemptResult::succeeded())),
-        event(4, 60, JobDecided { job: 0, outcome: Outcome::Succeeded, why: None }),
+        event(
+            4,
+            60,
+            JobDecided {
+                job: 0,
+                outcome: Outcome::Succeeded,
+                why: None,
+            },
+        ),
         event(5, 60, started(1, 1)),
         event(6, 60, started(2, 1)),
         event(7, 300, ended(2, 1, AttemptResult::succeeded())),
-        event(8, 300, JobDecided { job: 2, outcome: Outcome::Succeeded, why: None }),
+        event(
+            8,
+            300,
+            JobDecided {
+                job: 2,
+                outcome: Outcome::Succeeded,
+                why: None,
+            },
+        ),
         event(9, 400, ended(1, 1, AttemptResult::exited(2))),
-        event(10, 400, RetryScheduled { job: 1, attempt: 2, delay_ms: 10_000 }),
+        event(
+            10,
+            400,
+            RetryScheduled {
+                job: 1,
+                attempt: 2,
+                delay_ms: 10_000,
+            },
+        ),
         event(11, 410, RetryDue { job: 1, attempt: 2 }),
         event(12, 410, started(1, 2)),
         event(13, 723, ended(1, 2, AttemptResult::exited(2))),
-        event(14, 723, JobDecided { job: 1, outcome: Outcome::Failed, why: None }),
+        event(
+            14,
+            723,
+            JobDecided {
+                job: 1,
+                outcome: Outcome::Failed,
+                why: None,
+            },
+        ),
         event(
             15,
             723,
@@ -82,7 +114,13 @@ pub fn failed_events() -> Vec<RunEvent> {
                 why: Some(chainr_runtime::event::Decision::ConditionFalse),
             },
         ),
-        event(16, 723, RunFinished { outcome: RunOutcome::Failed }),
+        event(
+            16,
+            723,
+            RunFinished {
+                outcome: RunOutcome::Failed,
+            },
+        ),
     ]
 }
 

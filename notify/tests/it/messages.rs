@@ -92,7 +92,10 @@ fn a_failed_job_as_each_medium_says_it() {
     );
     insta::assert_snapshot!(message::stdout_line(&c));
     let slack = message::slack_body(&c);
-    assert_eq!(slack["blocks"][0]["text"]["text"], "nightly-etl: job load failed");
+    assert_eq!(
+        slack["blocks"][0]["text"]["text"],
+        "nightly-etl: job load failed"
+    );
 }
 
 #[test]
@@ -114,7 +117,9 @@ fn slack_sections_stay_within_3000_characters_whatever_the_log() {
     let n = notification(NotifyEvent::Failed, None, "team-slack");
     let mut c = context(&n, &run);
     // Long lines, many of them, one longer than a whole section, and a fence inside.
-    let mut lines: Vec<String> = (0..500).map(|i| format!("{i}: {}", "x".repeat(90))).collect();
+    let mut lines: Vec<String> = (0..500)
+        .map(|i| format!("{i}: {}", "x".repeat(90)))
+        .collect();
     lines.push("```".into());
     lines.push("y".repeat(10_000));
     for j in &mut c.jobs {
@@ -129,7 +134,11 @@ fn slack_sections_stay_within_3000_characters_whatever_the_log() {
     for b in blocks {
         if let Some(text) = b["text"]["text"].as_str() {
             let limit = if b["type"] == "header" { 150 } else { 3000 };
-            assert!(text.chars().count() <= limit, "{} chars: {text}", text.chars().count());
+            assert!(
+                text.chars().count() <= limit,
+                "{} chars: {text}",
+                text.chars().count()
+            );
         }
     }
     assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()));
@@ -140,7 +149,9 @@ fn many_failed_jobs_are_counted_beyond_ten() {
     let src = {
         let mut s = String::from("pipeline wide {\n");
         for i in 0..14 {
-            s.push_str(&format!("  job j{i} {{ image = \"busybox\" run = \"exit 1\" }}\n"));
+            s.push_str(&format!(
+                "  job j{i} {{ image = \"busybox\" run = \"exit 1\" }}\n"
+            ));
         }
         s.push_str("}\n");
         s

@@ -56,7 +56,11 @@ fn a_pipeline_that_declares_nothing_takes_the_routes_matching_its_name() {
         ]
     );
     let longer = &ds[1];
-    assert_eq!(longer.due, t(2 * 3600), "due when the run has run that long");
+    assert_eq!(
+        longer.due,
+        t(2 * 3600),
+        "due when the run has run that long"
+    );
     assert_eq!(longer.notification.after.as_deref(), Some("2h"));
     assert_eq!(ds[0].due, t(0), "the others are due at once");
 
@@ -67,7 +71,10 @@ fn a_pipeline_that_declares_nothing_takes_the_routes_matching_its_name() {
         .iter()
         .map(|d| d.notification.event)
         .collect();
-    assert_eq!(events, [NotifyEvent::Started, NotifyEvent::RunningLongerThan]);
+    assert_eq!(
+        events,
+        [NotifyEvent::Started, NotifyEvent::RunningLongerThan]
+    );
 }
 
 #[test]
@@ -86,7 +93,11 @@ fn a_pipeline_with_its_own_rules_ignores_the_routes() {
     assert_eq!(
         summary(&all(&p, &routes())),
         [
-            (NotifyEvent::Failed, Some("load".into()), "team-slack".into()),
+            (
+                NotifyEvent::Failed,
+                Some("load".into()),
+                "team-slack".into()
+            ),
             (NotifyEvent::Failed, None, "team-slack".into()),
             (NotifyEvent::Failed, None, "oncall-mail".into()),
         ]
@@ -120,9 +131,7 @@ fn a_resumed_start_and_other_events_make_nothing() {
 
 #[test]
 fn ids_depend_on_the_run_the_event_and_the_medium_only() {
-    let p = compile(
-        "pipeline p {\n  job a { image = \"busybox\" run = \"true\" }\n}\n",
-    );
+    let p = compile("pipeline p {\n  job a { image = \"busybox\" run = \"true\" }\n}\n");
     let config = Config::stdout_only();
     let start = RunEvent {
         seq: 1,

@@ -72,7 +72,10 @@ pub async fn enqueueing_from_a_stale_cursor_adds_nothing(outbox: &dyn Outbox) {
         .await
         .unwrap();
     let late = delivery("r2", 1, "slack", 0);
-    let err = outbox.enqueue(0, 7, &[late.clone()]).await.unwrap_err();
+    let err = outbox
+        .enqueue(0, 7, std::slice::from_ref(&late))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(outbox.notify_cursor().await.unwrap(), 5);
     assert!(outbox
@@ -84,15 +87,21 @@ pub async fn enqueueing_from_a_stale_cursor_adds_nothing(outbox: &dyn Outbox) {
 
 pub async fn a_notification_enqueued_twice_is_kept_as_it_was(outbox: &dyn Outbox) {
     let a = delivery("r1", 2, "slack", 0);
-    outbox.enqueue(0, 1, &[a.clone()]).await.unwrap();
+    outbox
+        .enqueue(0, 1, std::slice::from_ref(&a))
+        .await
+        .unwrap();
     let claimed = outbox.claim_due("n1", t(1), TTL, 10).await.unwrap();
-    assert_eq!(ids(&claimed), ids(&[a.clone()]));
+    assert_eq!(ids(&claimed), ids(std::slice::from_ref(&a)));
     outbox
         .settle(&a.notification.id, "n1", Settle::Sent { at: t(2) })
         .await
         .unwrap();
     // A notifier that read the same change again plans the same notification.
-    outbox.enqueue(1, 2, &[a.clone()]).await.unwrap();
+    outbox
+        .enqueue(1, 2, std::slice::from_ref(&a))
+        .await
+        .unwrap();
     let stored = get(outbox, &a).await;
     assert_eq!(stored.state, DeliveryState::Sent);
     assert_eq!(stored.attempts, 1);
@@ -126,7 +135,7 @@ pub async fn due_deliveries_are_claimed_once_soonest_first(outbox: &dyn Outbox) 
     let one = outbox.claim_due("n2", t(200), TTL, 1).await.unwrap();
     assert_eq!(
         ids(&one),
-        ids(&[first.clone()]),
+        ids(std::slice::from_ref(&first)),
         "expired claims go back, soonest first, up to the limit"
     );
     let rest = outbox.claim_due("n3", t(200), TTL, 10).await.unwrap();
@@ -205,7 +214,10 @@ pub async fn settling_records_each_outcome(outbox: &dyn Outbox) {
 pub async fn settling_needs_the_claim(outbox: &dyn Outbox) {
     let a = delivery("r1", 1, "slack", 0);
     let id = a.notification.id.clone();
-    outbox.enqueue(0, 1, &[a.clone()]).await.unwrap();
+    outbox
+        .enqueue(0, 1, std::slice::from_ref(&a))
+        .await
+        .unwrap();
     let sent = || Settle::Sent { at: t(1) };
     let conflict = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Conflict(_)));
     assert!(
@@ -219,7 +231,7 @@ pub async fn settling_needs_the_claim(outbox: &dyn Outbox) {
     );
     // n1's claim expires and n2 takes the delivery: n1 can no longer settle it.
     let taken = outbox.claim_due("n2", t(100), TTL, 10).await.unwrap();
-    assert_eq!(ids(&taken), [id.clone()]);
+    assert_eq!(ids(&taken), std::slice::from_ref(&id));
     assert!(conflict(outbox.settle(&id, "n1", sent()).await));
     outbox.settle(&id, "n2", sent()).await.unwrap();
     assert!(
@@ -285,7 +297,10 @@ pub async fn deliveries_list_newest_first_by_state_and_page(outbox: &dyn Outbox)
 pub async fn a_dead_letter_is_resent(outbox: &dyn Outbox) {
     let a = delivery("r1", 1, "slack", 0);
     let id = a.notification.id.clone();
-    outbox.enqueue(0, 1, &[a.clone()]).await.unwrap();
+    outbox
+        .enqueue(0, 1, std::slice::from_ref(&a))
+        .await
+        .unwrap();
     assert!(matches!(
         outbox.resend(&id, t(1)).await,
         Err(StoreError::Conflict(_))
@@ -313,7 +328,7 @@ pub async fn a_dead_letter_is_resent(outbox: &dyn Outbox) {
     );
     assert_eq!(get(outbox, &a).await, resent);
     let claimed = outbox.claim_due("n2", t(50), TTL, 10).await.unwrap();
-    assert_eq!(ids(&claimed), [id.clone()]);
+    assert_eq!(ids(&claimed), std::slice::from_ref(&id));
     assert!(matches!(
         outbox.resend("no-such-id", t(50)).await,
         Err(StoreError::NotFound(_))

@@ -70,7 +70,17 @@ const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_3c4e_9b2a_4d71_8e55_0
 
 /// Where a delivery stands.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {

@@ -120,6 +120,19 @@ fn secrets_env() -> Vec<(&'static str, &'static OsStr)> {
     ]
 }
 
+/// `chainrc serve` on SQLite in `dir` with the notifications' configuration `config`.
+fn serve_sqlite(dir: &Path, config: &str, env: &[(&str, &OsStr)]) -> Server {
+    let data = dir.join("data");
+    let args = [
+        "--no-auth",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        config,
+    ];
+    Server::start_with_env("127.0.0.1:0", &args, env)
+}
+
 /// The server's notifications in `state`.
 fn notifications(server: &Server, state: &str) -> Vec<Value> {
     let a = server.get(&format!("/api/notifications?state={state}&limit=1000"));
@@ -173,18 +186,7 @@ type = "stdout"
     );
     let mut env = secrets_env();
     env.push(("SLACK_URL", OsStr::new(&slack_url)));
-    let data = d.path().join("data");
-    let server = Server::start_with_env(
-        "127.0.0.1:0",
-        &[
-            "--no-auth",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--config",
-            &config,
-        ],
-        &env,
-    );
+    let server = serve_sqlite(d.path(), &config, &env);
     let pipeline = r#"{"kind": "Pipeline", "name": "nightly-etl",
         "notify": [{"on": ["failed"], "to": ["hooks", "team-slack", "oncall-mail", "console"]}],
         "jobs": {
@@ -289,18 +291,7 @@ fn failing_receivers_are_retried_and_dead_letters_resent() {
             "{media}[delivery]\nschedule = [\"300ms\", \"300ms\", \"300ms\"]\ntimeout = \"1s\"\n"
         ),
     );
-    let data = d.path().join("data");
-    let server = Server::start_with_env(
-        "127.0.0.1:0",
-        &[
-            "--no-auth",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--config",
-            &config,
-        ],
-        &secrets_env(),
-    );
+    let server = serve_sqlite(d.path(), &config, &secrets_env());
     let pipeline = r#"{"kind": "Pipeline", "name": "hourly",
         "notify": [{"on": ["succeeded"], "to": ["flaky", "ratelimit", "silent", "down"]}],
         "jobs": {"a": {"image": "busybox", "run": "true"}}}"#;

@@ -8,4 +8,5 @@ mod layout;
 mod scheduler_model;
 mod scheduler_scenarios;
 mod store;
+mod tail;
 pub mod worker;

@@ -359,7 +359,13 @@ fn run_local(
 ) -> ExitCode {
     let View { format, color } = view;
     let notify = match notify.map(chainr_notify::Config::load).transpose() {
-        Ok(c) => c.map(std::sync::Arc::new),
+        Ok(c) => c.map(|mut c| {
+            // Standard output is the Run document's.
+            if format == Format::Json {
+                c.stdout_to_stderr();
+            }
+            std::sync::Arc::new(c)
+        }),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(INVALID);

@@ -130,8 +130,9 @@ pub enum Medium {
     Slack { url: Secret },
     /// Email over SMTP.
     Email(Email),
-    /// A line on standard output.
-    Stdout,
+    /// A line on standard output (on standard error where standard output is taken: `chainrc
+    /// run --format json`).
+    Stdout { to_stderr: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -154,7 +155,7 @@ impl Medium {
             Medium::Webhook { .. } => "webhook",
             Medium::Slack { .. } => "slack",
             Medium::Email(_) => "email",
-            Medium::Stdout => "stdout",
+            Medium::Stdout { .. } => "stdout",
         }
     }
 }
@@ -382,7 +383,7 @@ impl Config {
                         ca_file: ca_file.map(|f| base.join(f)),
                     })
                 }
-                MediumSpec::Stdout {} => Medium::Stdout,
+                MediumSpec::Stdout {} => Medium::Stdout { to_stderr: false },
             };
             config.media.insert(name, medium);
         }
@@ -472,7 +473,9 @@ impl Config {
     /// pipeline that declares no `notify` of its own (what the original chainr's notifier did).
     pub fn stdout_only() -> Config {
         let mut config = Config::default();
-        config.media.insert("stdout".into(), Medium::Stdout);
+        config
+            .media
+            .insert("stdout".into(), Medium::Stdout { to_stderr: false });
         config.routes.push(Route {
             on: vec![
                 NotifyEvent::Started,
@@ -485,6 +488,15 @@ impl Config {
             after: None,
         });
         config
+    }
+
+    /// Stdout media write to standard error instead (standard output carries something else).
+    pub fn stdout_to_stderr(&mut self) {
+        for m in self.media.values_mut() {
+            if let Medium::Stdout { to_stderr } = m {
+                *to_stderr = true;
+            }
+        }
     }
 
     /// The media's names, for the checker's did-you-mean.

@@ -86,15 +86,19 @@ pub fn send(
             post(url, &headers, body, timeout, Receiver::Slack)
         }
         Medium::Email(email) => send_mail(email, c, timeout),
-        Medium::Stdout => {
+        Medium::Stdout { to_stderr } => {
             let line = message::stdout_line(c);
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")
-                .and_then(|_| out.flush())
-                .map_err(|e| SendError::Retry {
-                    error: format!("cannot write to standard output: {e}"),
-                    after: None,
-                })
+            let written = if *to_stderr {
+                let mut out = std::io::stderr().lock();
+                writeln!(out, "{line}").and_then(|_| out.flush())
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").and_then(|_| out.flush())
+            };
+            written.map_err(|e| SendError::Retry {
+                error: format!("cannot write the line: {e}"),
+                after: None,
+            })
         }
     }
 }

@@ -527,4 +527,16 @@ fn chainrc_run_notify_delivers_a_local_runs_notifications() {
         .to_string()
         .contains("broken"));
     assert!(!stderr.contains("not delivered"), "{stderr}");
+
+    // With the Run document on standard output, the lines go to standard error.
+    let out = Command::new(env!("CARGO_BIN_EXE_chainrc"))
+        .args(["run", "--format", "json", "--notify", &config, "--logs"])
+        .arg(d.path().join("logs2"))
+        .arg(&pipeline)
+        .env("HOOK_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is the Run document");
+    assert_eq!(doc["status"], "FAILED");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILURE "));
 }

@@ -11,8 +11,11 @@ const RICH: &str = r#"pipeline nightly {
   param shards: int = 3
   param tables: list<string> = ["users", "orders"]
   description = "nightly load"
+  notify on failed, cancelled { to = ["team-slack", "mail-${date}"] }
+  notify on running_longer_than 2h { to = ["team-slack"] }
   defaults { image = "busybox:1.36", retries = 1, timeout = 30m }
   job extract {
+    notify on failed
     run = """
       extract --date ${date}
       echo $${HOME}
@@ -27,7 +30,7 @@ const RICH: &str = r#"pipeline nightly {
   }
   job load for t in tables = etl(table = t) after shard
   job rollback after load.failed || (extract.failed && !shard.skipped) {
-    run = "rollback"; allow_failure = true
+    run = "rollback"; allow_failure = true; notify on errored, failed { to = ["pager"] }
   }
   finally { job report after rollback.done { run = "report" } }
 }
@@ -35,10 +38,54 @@ const RICH: &str = r#"pipeline nightly {
 
 /// Tokens of the language, for mutations that stay close to real source.
 const TOKENS: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${",
-    "$${", "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline",
-    "x", "x.failed", "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
-    "\u{a0}", "\u{E000}", "\u{3000}",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "=",
+    ",",
+    ";",
+    ".",
+    "..",
+    "&&",
+    "||",
+    "!",
+    "\"",
+    "\"\"\"",
+    "${",
+    "$${",
+    "job",
+    "after",
+    "for",
+    "in",
+    "param",
+    "template",
+    "defaults",
+    "finally",
+    "pipeline",
+    "notify",
+    "on",
+    "failed",
+    "running_longer_than",
+    "to",
+    "x",
+    "x.failed",
+    "10m",
+    "256Mi",
+    "-1",
+    "true",
+    "\n",
+    "//",
+    "/*",
+    "*/",
+    "\\",
+    "é",
+    "\u{0}",
+    "\u{a0}",
+    "\u{E000}",
+    "\u{3000}",
 ];
 
 fn assert_no_panic(src: &str) {

@@ -119,6 +119,30 @@ pub fn suggest_event(word: &str, level: Level) -> Option<&'static str> {
     }
 }
 
+/// Whether an event of a `notify` goes at `at`: right after `notify on`, or after a `,` of its
+/// events. Read with the lexer from `from` (before the `notify`), so that it works on text that
+/// does not parse: for syntax errors, and for an editor's completion.
+pub fn expects_event(src: &str, from: usize, at: usize) -> bool {
+    let tokens: Vec<lex::Token> = lex::tokens_from(src, from)
+        .take_while(|t| t.start < at)
+        .filter(|t| !t.kind.is_trivia())
+        .collect();
+    let word = |t: &lex::Token, w: &str| t.kind == TokenKind::Word && t.text(src) == w;
+    match tokens.last() {
+        Some(t) if word(t, "on") || t.is_punct(src, ",") => {}
+        _ => return false,
+    }
+    for (i, t) in tokens.iter().enumerate().rev() {
+        if word(t, "on") {
+            return i > 0 && word(&tokens[i - 1], "notify");
+        }
+        if !(matches!(t.kind, TokenKind::Word | TokenKind::Number) || t.is_punct(src, ",")) {
+            return false;
+        }
+    }
+    false
+}
+
 /// One place a pipeline names a notification medium.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MediumUse {
@@ -404,6 +428,18 @@ mod tests {
             ]
         );
         assert!(problems.iter().all(|d| d.labels.is_empty()));
+    }
+
+    #[test]
+    fn where_an_event_goes() {
+        let at_end = |text: &str| expects_event(text, 0, text.len());
+        assert!(at_end("pipeline p { notify on "));
+        assert!(at_end("pipeline p { job a { notify on failed, "));
+        assert!(at_end("notify on running_longer_than 2h,"));
+        assert!(!at_end("pipeline p { notify on failed "));
+        assert!(!at_end("pipeline p { job a after b, "));
+        assert!(!at_end("notify on failed { to = [\"a\", "));
+        assert!(!at_end("job on "));
     }
 
     #[test]

@@ -256,6 +256,7 @@ impl<'a> Checker<'a> {
     fn media(&mut self, b: &Block, scope: &Scope) -> Media {
         let mut to: Option<&Entry> = None;
         let mut ok = true;
+        let has_to = b.entries.iter().any(|e| e.key.name == TO);
         for e in &b.entries {
             let key = e.key.name.as_str();
             if key != TO {
@@ -273,7 +274,9 @@ impl<'a> Checker<'a> {
                         | "recipients"
                         | "via"
                 );
-                if alias || did_you_mean(key, [TO]).is_some() {
+                if has_to {
+                    d = d.help("remove it: a `notify` tells the media of `to` of its events");
+                } else if alias || did_you_mean(key, [TO]).is_some() {
                     d = d.help("did you mean `to`?").fix(e.key.span, TO);
                 } else {
                     d = d.help("write the media to tell: `{ to = [\"team-slack\"] }`");

@@ -133,7 +133,7 @@ pub(super) fn syntax_error(
     if let Some(d) = unclosed_brace(src, offset, at) {
         return d;
     }
-    if expects_event(src, offset, at) {
+    if crate::notify::expects_event(src, offset, at) {
         // `notify on` and a `job` on the next line: no event is named like an item.
         expected.retain(|w| *w != "a name");
         expected.insert(0, "an event such as `failed`");
@@ -182,29 +182,6 @@ pub(super) fn syntax_error(
         d = d.help(h);
     }
     d
-}
-
-/// Whether an event of a `notify` is expected at `at`: right after `notify on`, or after a `,`
-/// in its list of events.
-fn expects_event(src: &str, offset: usize, at: usize) -> bool {
-    let tokens: Vec<Token> = lex::tokens_from(src, offset)
-        .take_while(|t| t.start < at)
-        .filter(|t| !t.kind.is_trivia())
-        .collect();
-    let word = |t: &Token, w: &str| t.kind == TokenKind::Word && t.text(src) == w;
-    match tokens.last() {
-        Some(t) if word(t, "on") || t.is_punct(src, ",") => {}
-        _ => return false,
-    }
-    for (i, t) in tokens.iter().enumerate().rev() {
-        if word(t, "on") {
-            return i > 0 && word(&tokens[i - 1], "notify");
-        }
-        if !(matches!(t.kind, TokenKind::Word | TokenKind::Number) || t.is_punct(src, ",")) {
-            return false;
-        }
-    }
-    false
 }
 
 /// A block left open: the parser reaches the next item (or the end of the file) still inside it.

@@ -62,17 +62,21 @@ async def test_diagnostics_on_open(client: LanguageClient):
     assert unknown.source == "chainr"
 
 
+async def hover_at(client: LanguageClient, text: str, needle: str, delta: int):
+    return await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(text, needle, delta),
+        )
+    )
+
+
 @pytest.mark.asyncio
 async def test_hover_on_a_job_reference(client: LanguageClient):
     text = SOURCE.replace("biuld", "build")
     await open_document(client, text)
     assert len(client.diagnostics[URI]) == 0
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=position_of(text, "build.failed", 2),
-        )
-    )
+    hover = await hover_at(client, text, "build.failed", 2)
     assert hover is not None
     value = hover.contents.value
     assert "**job build**" in value
@@ -132,12 +136,7 @@ NOTIFIED = """pipeline ci {
 async def test_notifications_hover_completion_and_highlighting(client: LanguageClient):
     await open_document(client, NOTIFIED)
     assert len(client.diagnostics[URI]) == 0
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=position_of(NOTIFIED, "errored", 1),
-        )
-    )
+    hover = await hover_at(client, NOTIFIED, "errored", 1)
     assert hover is not None
     assert "**errored**: an event of a job" in hover.contents.value
     # Events of a job after `notify on` in a job's body.

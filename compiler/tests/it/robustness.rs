@@ -38,54 +38,10 @@ const RICH: &str = r#"pipeline nightly {
 
 /// Tokens of the language, for mutations that stay close to real source.
 const TOKENS: &[&str] = &[
-    "{",
-    "}",
-    "(",
-    ")",
-    "[",
-    "]",
-    "=",
-    ",",
-    ";",
-    ".",
-    "..",
-    "&&",
-    "||",
-    "!",
-    "\"",
-    "\"\"\"",
-    "${",
-    "$${",
-    "job",
-    "after",
-    "for",
-    "in",
-    "param",
-    "template",
-    "defaults",
-    "finally",
-    "pipeline",
-    "notify",
-    "on",
-    "failed",
-    "running_longer_than",
-    "to",
-    "x",
-    "x.failed",
-    "10m",
-    "256Mi",
-    "-1",
-    "true",
-    "\n",
-    "//",
-    "/*",
-    "*/",
-    "\\",
-    "é",
-    "\u{0}",
-    "\u{a0}",
-    "\u{E000}",
-    "\u{3000}",
+    "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${",
+    "$${", "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline",
+    "notify", "on", "failed", "to", "2h", "x", "x.failed", "10m", "256Mi", "-1", "true", "\n",
+    "//", "/*", "*/", "\\", "é", "\u{0}", "\u{a0}", "\u{E000}", "\u{3000}",
 ];
 
 fn assert_no_panic(src: &str) {
@@ -298,6 +254,35 @@ fn parsers_agree_on_a_large_file() {
     );
     assert_eq!(chainr_compiler::parse::parse(&broken).errors.len(), 1);
     assert_split_agrees(&broken);
+}
+
+/// Notifications at both levels, with and without blocks, next to every other item: one tree
+/// whichever way the file is parsed, cut or re-parsed.
+#[test]
+fn parsers_agree_on_notifications() {
+    let mut src = String::from("pipeline n {\n  notify on failed { to = [\"team\"] }\n");
+    for i in 0..400 {
+        src.push_str(&format!(
+            "  notify on running_longer_than {}m {{ to = [\"team\"] }}\n  job j{i} {{\n    image = \"busybox\"\n    notify on failed, errored\n    run = \"true\"; notify on succeeded {{ to = [\"m{i}\"] }}\n  }}\n  job t{i} = t() after j{i}\n  notify on cancelled {{\n    to = [\"team\"]\n  }}\n",
+            i + 1
+        ));
+    }
+    src.push_str("  template t() { image = \"busybox\" run = \"x\" notify on failed }\n}\n");
+    assert!(compile(&src, &Params::default()).diagnostics.is_empty());
+    assert_parsers_agree(&src);
+    assert_eq!(assert_split_agrees(&src), 4);
+    // Broken notifications: every path reports them alike.
+    for broken in [
+        "notify on\n  job a { image = \"b\" run = \"c\" }",
+        "notify on failed,\n  job a { image = \"b\" run = \"c\" }",
+        "notify on failed { to = [ }\n  job a { image = \"b\" run = \"c\" }",
+        "job a { image = \"b\" run = \"c\" notify on }\n  job b { image = \"b\" run = \"c\" }",
+    ] {
+        let text = format!("{}  {broken}\n}}\n", &src[..src.len() - 2]);
+        let parsed = chainr_compiler::parse::parse(&text);
+        assert!(!parsed.errors.is_empty(), "{broken}");
+        assert_split_agrees(&text);
+    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::notify::MediumUse;
 use crate::syntax::*;
 use crate::types::{Type, Value};
 use fields::JobFields;
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Values given on the command line (`-p NAME=VALUE`), as text.
@@ -42,11 +42,12 @@ pub(crate) fn check(
 ) -> (Option<ir::Pipeline>, Vec<Diagnostic>, Vec<MediumUse>) {
     let mut cx = Checker::default();
     let Some(name) = &file.pipeline else {
-        return (None, cx.diags, cx.media);
+        return (None, cx.diags, Vec::new());
     };
     let pipeline = cx.run(file, name, params);
     let ok = !cx.diags.iter().any(Diagnostic::is_error);
-    (if ok { Some(pipeline) } else { None }, cx.diags, cx.media)
+    let media = cx.media.into_iter().collect();
+    (if ok { Some(pipeline) } else { None }, cx.diags, media)
 }
 
 #[derive(Default)]
@@ -63,7 +64,7 @@ struct Checker<'a> {
     /// Some notification of the pipeline has media that are invalid (already reported).
     pipeline_media_unknown: bool,
     /// Every place a medium is named, each once.
-    media: Vec<MediumUse>,
+    media: IndexSet<MediumUse, rustc_hash::FxBuildHasher>,
 }
 
 struct ParamInfo<'a> {

@@ -375,9 +375,7 @@ impl<'a> Checker<'a> {
                 literal,
                 job: None,
             };
-            if !self.media.contains(&medium) {
-                self.media.push(medium);
-            }
+            self.media.insert(medium);
             names.push(name);
             first_at.push(span);
         }

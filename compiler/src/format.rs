@@ -4,7 +4,9 @@
 //!
 //! Layout: two spaces of indentation; one item or field per line; a block written on one line
 //! stays on one line when it fits in 100 columns and holds no comment (`{ a = 1, b = 2 }`);
-//! conditions with the fewest parentheses that keep their meaning; `after a, b` keeps its commas.
+//! conditions with the fewest parentheses that keep their meaning; `after a, b` keeps its commas;
+//! a `notify` on one line when it fits and holds no comment
+//! (`notify on failed, cancelled { to = ["team-slack"] }`), and last when its body is on one line.
 
 use crate::diagnostic::Diagnostic;
 use crate::lex;
@@ -198,6 +200,7 @@ impl<'a> Formatter<'a> {
                 self.block(&t.body);
             }
             Item::Job(j) => self.job(j),
+            Item::Notify(n) => self.notify(n),
             Item::Finally(f) => {
                 self.out.push_str("finally {");
                 let brace = self.src[f.span.range()]
@@ -322,16 +325,25 @@ impl<'a> Formatter<'a> {
     }
 
     /// Whether a block stays on one line: it was written on one, holds no comment, and fits.
+    /// A `notify` must be its last element: after `notify on failed, `, a word and a block would
+    /// read as one more event.
     fn one_line(&self, b: &Block) -> Option<String> {
         if self.text(b.span).contains('\n') || self.has_comment_in(b.span) {
             return None;
         }
+        let elements = elements(b);
         let mut inner = String::new();
-        for (i, e) in b.entries.iter().enumerate() {
+        for (i, e) in elements.iter().enumerate() {
             if i > 0 {
                 inner.push_str(", ");
             }
-            inner.push_str(&self.entry_text(e)?);
+            match e {
+                Element::Entry(e) => inner.push_str(&self.entry_text(e)?),
+                Element::Notify(n) if i + 1 == elements.len() => {
+                    inner.push_str(&self.notify_text(n)?)
+                }
+                Element::Notify(_) => return None,
+            }
         }
         let text = if inner.is_empty() {
             "{}".to_string()
@@ -432,7 +444,15 @@ impl<'a> Formatter<'a> {
         self.out.push('{');
         self.line_end(b.span.start as usize + 1);
         self.depth += 1;
-        for (i, e) in b.entries.iter().enumerate() {
+        for (i, element) in elements(b).into_iter().enumerate() {
+            let e = match element {
+                Element::Entry(e) => e,
+                Element::Notify(n) => {
+                    self.line_start(n.span.start as usize, i == 0);
+                    self.notify(n);
+                    continue;
+                }
+            };
             self.line_start(e.span.start as usize, i == 0);
             match &e.value.kind {
                 ExprKind::Map(m) if self.one_line(m).is_none() => {
@@ -447,8 +467,92 @@ impl<'a> Formatter<'a> {
             }
         }
         self.depth -= 1;
-        self.close(b.span.end as usize - 1, b.entries.is_empty());
+        self.close(
+            b.span.end as usize - 1,
+            b.entries.is_empty() && b.notify.is_empty(),
+        );
     }
+
+    /// `notify on EVENT, EVENT DURATION`, as written when a comment stands between its words.
+    fn notify_head(&mut self, n: &Notify) {
+        let end = n.events.last().map_or(n.on, |e| e.span).end as usize;
+        let head = Span::new(n.keyword.start as usize, end);
+        if self.has_comment_in(head) {
+            self.verbatim(head);
+        } else {
+            let text = self.notify_head_text(n);
+            self.out.push_str(&text);
+        }
+    }
+
+    fn notify_head_text(&self, n: &Notify) -> String {
+        let events: Vec<String> = n
+            .events
+            .iter()
+            .map(|e| match &e.after {
+                Some(d) => format!("{} {}", e.name.name, self.text(d.span)),
+                None => e.name.name.clone(),
+            })
+            .collect();
+        format!("notify on {}", events.join(", "))
+    }
+
+    /// A `notify` on one line, or `None` when a comment is in it or a value spans lines.
+    fn notify_text(&self, n: &Notify) -> Option<String> {
+        if self.has_comment_in(n.span) {
+            return None;
+        }
+        let head = self.notify_head_text(n);
+        let Some(b) = &n.body else {
+            return Some(head);
+        };
+        let inner: Option<Vec<String>> = b.entries.iter().map(|e| self.entry_text(e)).collect();
+        let inner = inner?;
+        Some(if inner.is_empty() {
+            format!("{head} {{}}")
+        } else {
+            format!("{head} {{ {} }}", inner.join(", "))
+        })
+    }
+
+    /// A `notify`, then the end of its line: on one line when it fits, however it was written.
+    fn notify(&mut self, n: &Notify) {
+        if let Some(text) = self.notify_text(n) {
+            let line_len = self.out.len() - self.out.rfind('\n').map_or(0, |i| i + 1);
+            if line_len + text.len() <= WIDTH {
+                self.out.push_str(&text);
+                self.line_end(n.span.end as usize);
+                return;
+            }
+        }
+        self.notify_head(n);
+        match &n.body {
+            Some(b) => {
+                self.out.push(' ');
+                self.block_lines(b);
+            }
+            None => self.line_end(n.span.end as usize),
+        }
+    }
+}
+
+/// An element of a body: a field or a `notify`.
+enum Element<'b> {
+    Entry(&'b Entry),
+    Notify(&'b Notify),
+}
+
+/// The fields and `notify` statements of a block, in the order they are written.
+fn elements(b: &Block) -> Vec<Element<'_>> {
+    let mut out: Vec<Element> = b.entries.iter().map(Element::Entry).collect();
+    if !b.notify.is_empty() {
+        out.extend(b.notify.iter().map(Element::Notify));
+        out.sort_by_key(|e| match e {
+            Element::Entry(e) => e.span.start,
+            Element::Notify(n) => n.span.start,
+        });
+    }
+    out
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -2,6 +2,7 @@
 //! templates and local names, and what each place in the text is, for editors (go to
 //! definition, references, rename, hover, highlighting). Pure and independent of any protocol.
 
+use crate::notify::Level;
 use crate::outcome::OutcomeTest;
 use crate::syntax::*;
 
@@ -50,6 +51,13 @@ pub enum Occurrence {
         name: String,
         test: Option<OutcomeTest>,
     },
+    /// The keyword `notify` of a notification about the run or about a job.
+    Notify(Level),
+    /// An event of a `notify` (`failed` in `notify on failed`), where it stands (the word
+    /// may be no event; the events and their meaning are in [`crate::notify`]).
+    Event { name: String, level: Level },
+    /// A key in the block of a `notify` (`to`).
+    NotifyKey(String),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -178,6 +186,7 @@ impl Builder {
                     }
                 }
                 Item::Defaults(d) => self.block(&d.body, &[], false),
+                Item::Notify(n) => self.notify(n, Level::Run, &[]),
                 Item::Setting(e) => {
                     self.index
                         .occurrences
@@ -278,7 +287,30 @@ impl Builder {
         }
     }
 
+    fn notify(&mut self, n: &Notify, level: Level, locals: &[usize]) {
+        let occurrences = &mut self.index.occurrences;
+        occurrences.push((n.keyword, Occurrence::Notify(level)));
+        for e in &n.events {
+            occurrences.push((
+                e.name.span,
+                Occurrence::Event {
+                    name: e.name.name.clone(),
+                    level,
+                },
+            ));
+        }
+        for e in n.body.iter().flat_map(|b| &b.entries) {
+            self.index
+                .occurrences
+                .push((e.key.span, Occurrence::NotifyKey(e.key.name.clone())));
+            self.expr(&e.value, locals);
+        }
+    }
+
     fn block(&mut self, b: &Block, locals: &[usize], nested: bool) {
+        for n in &b.notify {
+            self.notify(n, Level::Job, locals);
+        }
         for e in &b.entries {
             if !nested {
                 self.index
@@ -359,5 +391,32 @@ mod tests {
             index.at(src.find("image").unwrap()).unwrap().1,
             Occurrence::Field(_)
         ));
+    }
+
+    #[test]
+    fn notifications() {
+        let src = "pipeline p {\n  param m: string = \"x\"\n  notify on failed { to = [\"${m}\"] }\n  job a { image = \"b\" run = \"c\" notify on errored }\n}\n";
+        let index = Index::build(&parse(src).file);
+        let at = |needle: &str| index.at(src.find(needle).unwrap()).unwrap().1.clone();
+        assert_eq!(at("notify on failed"), Occurrence::Notify(Level::Run));
+        assert_eq!(
+            at("failed"),
+            Occurrence::Event {
+                name: "failed".into(),
+                level: Level::Run
+            }
+        );
+        assert_eq!(at("to ="), Occurrence::NotifyKey("to".into()));
+        assert_eq!(at("notify on errored"), Occurrence::Notify(Level::Job));
+        assert_eq!(
+            at("errored"),
+            Occurrence::Event {
+                name: "errored".into(),
+                level: Level::Job
+            }
+        );
+        // `${m}` in `to` uses the param.
+        let m = index.find(SymbolKind::Param, "m").unwrap();
+        assert_eq!(index.symbols[m].refs.len(), 1);
     }
 }

@@ -25,6 +25,7 @@ pub mod ir;
 pub mod lex;
 pub mod limits;
 pub mod names;
+pub mod notify;
 pub mod outcome;
 pub mod parse;
 pub mod syntax;
@@ -41,6 +42,9 @@ pub use validate::{validate, validate_json};
 pub struct Compiled {
     pub pipeline: Option<ir::Pipeline>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every place the pipeline names a notification medium, for
+    /// [`notify::check_media`] (complete when there is no error).
+    pub media: Vec<notify::MediumUse>,
 }
 
 impl Compiled {
@@ -63,23 +67,20 @@ pub fn compile_parsed(parsed: parse::Parsed, params: &Params) -> Compiled {
         return Compiled {
             pipeline: None,
             diagnostics,
+            media: Vec::new(),
         };
     }
-    let (pipeline, mut diagnostics) = check::check(&parsed.file, params);
-    diagnostic::normalize(&mut diagnostics);
-    Compiled {
-        pipeline,
-        diagnostics,
-    }
+    check_file(&parsed.file, params)
 }
 
 /// Checks and lowers a file that parsed without error: editors parse once and reuse the tree.
 pub fn check_file(file: &syntax::File, params: &Params) -> Compiled {
-    let (pipeline, mut diagnostics) = check::check(file, params);
+    let (pipeline, mut diagnostics, media) = check::check(file, params);
     diagnostic::normalize(&mut diagnostics);
     Compiled {
         pipeline,
         diagnostics,
+        media,
     }
 }
 
@@ -87,9 +88,13 @@ pub fn check_file(file: &syntax::File, params: &Params) -> Compiled {
 pub fn compile_json(src: &str) -> Compiled {
     let (pipeline, mut diagnostics) = validate_json(src);
     diagnostic::normalize(&mut diagnostics);
+    let media = pipeline
+        .as_ref()
+        .map_or_else(Vec::new, |p| notify::media_in_json(p, src));
     Compiled {
         pipeline,
         diagnostics,
+        media,
     }
 }
 

@@ -40,6 +40,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// (E0213 in source, E0910 in IR JSON).
 pub const MIN_TIMEOUT: Duration = Duration { millis: 1 };
 
+/// The shortest `running_longer_than` of a notification: above zero, since every run is
+/// running at its start (E0702 in source, E0911 in IR JSON).
+pub const MIN_RUNNING_LONGER_THAN: Duration = Duration { millis: 1 };
+
 /// The longest duration that can be written (`timeout`, `backoff`, a `duration` param): a year;
 /// anything longer is surely a mistake (E0204 in source, E0900 in IR JSON).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);

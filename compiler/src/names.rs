@@ -9,8 +9,9 @@ use crate::limits;
 
 /// The keywords of the grammar (`grammar/chainr.pest`, its `kw_*` rules). They are not reserved:
 /// each is recognised by its position, so `job after { ... }` is a job named `after`.
-pub const KEYWORDS: [&str; 9] = [
-    "pipeline", "job", "after", "param", "defaults", "template", "finally", "for", "in",
+pub const KEYWORDS: [&str; 11] = [
+    "pipeline", "job", "after", "param", "defaults", "template", "finally", "for", "in", "notify",
+    "on",
 ];
 
 /// The boolean literals: where a value stands, these are always booleans, so a param named

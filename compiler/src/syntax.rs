@@ -75,6 +75,8 @@ pub enum Item {
     Template(Template),
     Job(Job),
     Finally(Finally),
+    /// `notify on ...` at the pipeline's level: notifications about the run.
+    Notify(Notify),
     Setting(Entry),
 }
 
@@ -86,6 +88,7 @@ impl Item {
             Item::Template(t) => t.span,
             Item::Job(j) => j.span,
             Item::Finally(f) => f.span,
+            Item::Notify(n) => n.span,
             Item::Setting(e) => e.span,
         }
     }
@@ -211,10 +214,37 @@ impl Cond {
     }
 }
 
-/// `{ key = value, key { ... } }`: a job body, `defaults`, a map value.
+/// `{ key = value, key { ... } }`: a job body, `defaults`, a template's body, a map value.
 #[derive(Clone, Debug)]
 pub struct Block {
     pub entries: Vec<Entry>,
+    /// The `notify` statements of a body (a job's, a template's or `defaults`'), in order; a map
+    /// has none. Entries and statements may alternate: their spans give the order.
+    pub notify: Vec<Notify>,
+    pub span: Span,
+}
+
+/// `notify on EVENT, EVENT DURATION { to = [...] }`: at the pipeline's level (about the run)
+/// or in a body (about the job). The block is optional.
+#[derive(Clone, Debug)]
+pub struct Notify {
+    /// The keyword `notify`.
+    pub keyword: Span,
+    /// The keyword `on`.
+    pub on: Span,
+    pub events: Vec<Event>,
+    /// `{ to = [...] }`, when given.
+    pub body: Option<Block>,
+    /// From `notify` to the block's `}`, or to the last event without a block.
+    pub span: Span,
+}
+
+/// One event of a `notify`: its name and the duration written after it
+/// (`running_longer_than 2h`).
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub name: Ident,
+    pub after: Option<Expr>,
     pub span: Span,
 }
 
@@ -323,8 +353,23 @@ impl Shift for Item {
                 f.jobs.shift(delta);
                 f.span.shift(delta);
             }
+            Item::Notify(n) => n.shift(delta),
             Item::Setting(e) => e.shift(delta),
         }
+    }
+}
+
+impl Shift for Notify {
+    fn shift(&mut self, delta: i64) {
+        self.keyword.shift(delta);
+        self.on.shift(delta);
+        for e in &mut self.events {
+            e.name.shift(delta);
+            e.after.shift(delta);
+            e.span.shift(delta);
+        }
+        self.body.shift(delta);
+        self.span.shift(delta);
     }
 }
 
@@ -399,6 +444,7 @@ impl Shift for Cond {
 impl Shift for Block {
     fn shift(&mut self, delta: i64) {
         self.entries.shift(delta);
+        self.notify.shift(delta);
         self.span.shift(delta);
     }
 }

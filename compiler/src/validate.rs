@@ -350,7 +350,9 @@ fn notify_problems(notify: &[ir::Notify], allowed: &[ir::NotifyEvent]) -> Vec<St
             Some(_) if !longer => {
                 out.push("`after` is given without `running_longer_than`".to_string())
             }
-            Some(d) if d.0.millis == 0 => out.push("`after` must be above zero".to_string()),
+            Some(d) if d.0 < limits::MIN_RUNNING_LONGER_THAN => {
+                out.push("`after` must be above zero".to_string())
+            }
             _ => {}
         }
     }

@@ -334,7 +334,7 @@ fn completion_item(item: completion::Item) -> CompletionItem {
     CompletionItem {
         label: item.label,
         kind: Some(match item.kind {
-            completion::Kind::Outcome => CompletionItemKind::ENUM_MEMBER,
+            completion::Kind::Outcome | completion::Kind::Event => CompletionItemKind::ENUM_MEMBER,
             completion::Kind::Job => CompletionItemKind::FUNCTION,
             completion::Kind::Template => CompletionItemKind::CLASS,
             completion::Kind::Variable => CompletionItemKind::VARIABLE,

@@ -1,8 +1,11 @@
 //! One snapshot per file: the source and what the compiler made of it, side by side.
 //! `examples/*.chainr` and `tests/fixtures/ok/*.chainr` must compile (IR snapshot);
 //! `tests/fixtures/err/*.chainr` must not (rendered diagnostics snapshot), nor
-//! `tests/fixtures/err-json/*.json` (IR that arrives as JSON).
+//! `tests/fixtures/err-json/*.json` (IR that arrives as JSON). A fixture whose leading comments
+//! say `// media: a, b` is also checked against those notification media, as a server that
+//! defines them would check it.
 
+use chainr_compiler::notify::check_media;
 use chainr_compiler::{compile, render, to_json, Params};
 use std::path::Path;
 
@@ -27,9 +30,21 @@ fn params_of(src: &str) -> Params {
     Params(params)
 }
 
+/// The notification media a fixture's leading comments define: `// media: team-slack, pager`.
+fn media_of(src: &str) -> Option<Vec<&str>> {
+    src.lines()
+        .take_while(|l| l.starts_with("//"))
+        .find_map(|l| l.strip_prefix("// media: "))
+        .map(|rest| rest.split(", ").collect())
+}
+
 fn compiled(path: &Path) -> String {
     let src = std::fs::read_to_string(path).unwrap();
-    let out = compile(&src, &params_of(&src));
+    let mut out = compile(&src, &params_of(&src));
+    if let Some(media) = media_of(&src) {
+        let unknown = check_media(&out, &media);
+        out.diagnostics.extend(unknown);
+    }
     let rendered = render(&out.diagnostics, "input.chainr", &src, false);
     let pipeline = out
         .pipeline
@@ -73,7 +88,11 @@ fn ok_fixtures() {
 fn error_fixtures() {
     insta::glob!("../fixtures/err", "*.chainr", |path| {
         let src = std::fs::read_to_string(path).unwrap();
-        let out = compile(&src, &params_of(&src));
+        let mut out = compile(&src, &params_of(&src));
+        if let Some(media) = media_of(&src) {
+            let unknown = check_media(&out, &media);
+            out.diagnostics.extend(unknown);
+        }
         assert!(
             out.has_errors() || !out.diagnostics.is_empty(),
             "{} should report a problem",

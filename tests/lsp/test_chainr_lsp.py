@@ -26,9 +26,10 @@ URI = "file:///project/ci.chainr"
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[CHAINRC, "lsp"]))
 async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(
+    initialized = await lsp_client.initialize_session(
         types.InitializeParams(capabilities=types.ClientCapabilities())
     )
+    lsp_client.server_capabilities = initialized.capabilities
     yield
     await lsp_client.shutdown_session()
 
@@ -61,17 +62,21 @@ async def test_diagnostics_on_open(client: LanguageClient):
     assert unknown.source == "chainr"
 
 
+async def hover_at(client: LanguageClient, text: str, needle: str, delta: int):
+    return await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(text, needle, delta),
+        )
+    )
+
+
 @pytest.mark.asyncio
 async def test_hover_on_a_job_reference(client: LanguageClient):
     text = SOURCE.replace("biuld", "build")
     await open_document(client, text)
     assert len(client.diagnostics[URI]) == 0
-    hover = await client.text_document_hover_async(
-        types.HoverParams(
-            text_document=types.TextDocumentIdentifier(uri=URI),
-            position=position_of(text, "build.failed", 2),
-        )
-    )
+    hover = await hover_at(client, text, "build.failed", 2)
     assert hover is not None
     value = hover.contents.value
     assert "**job build**" in value
@@ -114,3 +119,56 @@ async def test_completion_of_outcomes_and_jobs(client: LanguageClient):
     items = result.items if isinstance(result, types.CompletionList) else result
     labels = {i.label for i in items}
     assert {"succeeded", "failed", "errored", "skipped", "cancelled", "done"} <= labels
+
+
+NOTIFIED = """pipeline ci {
+  notify on failed { to = ["team-slack"] }
+  job build {
+    image = "rust:1.80"
+    run = "cargo build"
+    notify on errored
+  }
+}
+"""
+
+
+@pytest.mark.asyncio
+async def test_notifications_hover_completion_and_highlighting(client: LanguageClient):
+    await open_document(client, NOTIFIED)
+    assert len(client.diagnostics[URI]) == 0
+    hover = await hover_at(client, NOTIFIED, "errored", 1)
+    assert hover is not None
+    assert "**errored**: an event of a job" in hover.contents.value
+    # Events of a job after `notify on` in a job's body.
+    text = NOTIFIED.replace("notify on errored", "notify on ")
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=URI),
+            position=position_of(text, "notify on \n", len("notify on ")),
+        )
+    )
+    items = result.items if isinstance(result, types.CompletionList) else result
+    assert {i.label for i in items} == {"succeeded", "failed", "errored"}
+    # `notify` and `on` are keywords, `failed` an enum member, `to` a property.
+    legend = client.server_capabilities.semantic_tokens_provider.legend.token_types
+    tokens = await client.text_document_semantic_tokens_full_async(
+        types.SemanticTokensParams(text_document=types.TextDocumentIdentifier(uri=URI))
+    )
+    line = col = 0
+    kinds = {}
+    data = tokens.data
+    lines = text.split("\n")
+    for i in range(0, len(data), 5):
+        line += data[i]
+        col = data[i + 1] if data[i] else col + data[i + 1]
+        kinds[lines[line][col : col + data[i + 2]]] = legend[data[i + 3]]
+    assert kinds["notify"] == "keyword"
+    assert kinds["on"] == "keyword"
+    assert kinds["failed"] == "enumMember"
+    assert kinds["to"] == "property"

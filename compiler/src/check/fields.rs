@@ -12,6 +12,10 @@ use crate::types::{Type, Value};
 use crate::units::{self, Duration};
 use indexmap::IndexMap;
 
+/// For `notify = ...`, a field or setting that does not exist.
+const NOTIFY_HELP: &str =
+    "a notification is written `notify on failed { to = [\"team-slack\"] }`, without `=`";
+
 impl<'a> Checker<'a> {
     pub(super) fn setting(
         &mut self,
@@ -28,6 +32,8 @@ impl<'a> Checker<'a> {
                 d = d.help(format!(
                     "`{key}` is a job field: set it in a job, or for every job in `defaults {{ {key} = ... }}`"
                 ));
+            } else if key == "notify" {
+                d = d.help(NOTIFY_HELP);
             } else if let Some(s) = did_you_mean(key, fields::SETTINGS.iter().map(|f| f.name)) {
                 d = d.help(format!("did you mean `{s}`?")).fix(e.key.span, s);
             } else {
@@ -83,7 +89,9 @@ impl<'a> Checker<'a> {
             ("environment", "env"),
             ("continue_on_error", "allow_failure"),
         ];
-        if let Some((_, to)) = aliases.iter().find(|(from, _)| *from == name) {
+        if name == "notify" {
+            d = d.help(NOTIFY_HELP);
+        } else if let Some((_, to)) = aliases.iter().find(|(from, _)| *from == name) {
             if *to == "after" {
                 d = d.help(
                     "dependencies are written in the job's header: `job NAME after other { ... }`",
@@ -424,6 +432,8 @@ pub(super) struct JobFields {
     pub(super) service_account: Option<String>,
     pub(super) node_selector: IndexMap<String, String>,
     pub(super) image_pull_policy: Option<ir::PullPolicy>,
+    /// The notifications of the template, then of the body.
+    pub(super) notify: Vec<ir::Notify>,
 }
 
 impl JobFields {

@@ -43,9 +43,11 @@ impl<'a> Checker<'a> {
                 let mut tscope = Scope::empty();
                 self.bind_template_args(tmpl, use_, &scope, &mut tscope);
                 self.apply_block(&tmpl.decl.body, &tscope, &mut fields);
+                self.job_notify(&tmpl.decl.body, &tscope, &mut fields.notify);
             }
             if let Some(body) = &job.body {
                 self.apply_block(body, &scope, &mut fields);
+                self.job_notify(body, &scope, &mut fields.notify);
             }
             if job.template.is_some() && template.is_none() {
                 // The template is unknown (reported): what it would have given is unknown too.

@@ -22,6 +22,7 @@ pub(super) fn job(f: JobFields, finally: bool) -> ir::Job {
     j.service_account = f.service_account;
     j.node_selector = f.node_selector;
     j.image_pull_policy = f.image_pull_policy;
+    j.notify = f.notify;
     j
 }
 

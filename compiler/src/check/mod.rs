@@ -9,36 +9,45 @@
 //! - `values`: names in scope and values of the type a place expects;
 //! - `jobs`: one job's fields and fan-out, and the names jobs take (IR, Kubernetes);
 //! - `conditions`: conditions, the dependency graph, conditions that can never hold;
+//! - `notify`: notifications, the pipeline's and the jobs';
 //! - `lower`: the checked pipeline as an [`ir::Pipeline`]; it runs only when nothing is wrong.
 
 mod conditions;
 mod fields;
 mod jobs;
 mod lower;
+mod notify;
 mod params;
 mod templates;
 mod values;
 
 use crate::diagnostic::Diagnostic;
 use crate::ir;
+use crate::notify::MediumUse;
 use crate::syntax::*;
 use crate::types::{Type, Value};
 use fields::JobFields;
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Values given on the command line (`-p NAME=VALUE`), as text.
 #[derive(Clone, Debug, Default)]
 pub struct Params(pub Vec<(String, String)>);
 
-pub(crate) fn check(file: &File, params: &Params) -> (Option<ir::Pipeline>, Vec<Diagnostic>) {
+/// Checks and lowers a file: the IR when nothing is wrong, every problem, and where the
+/// pipeline names notification media.
+pub(crate) fn check(
+    file: &File,
+    params: &Params,
+) -> (Option<ir::Pipeline>, Vec<Diagnostic>, Vec<MediumUse>) {
     let mut cx = Checker::default();
     let Some(name) = &file.pipeline else {
-        return (None, cx.diags);
+        return (None, cx.diags, Vec::new());
     };
     let pipeline = cx.run(file, name, params);
     let ok = !cx.diags.iter().any(Diagnostic::is_error);
-    (if ok { Some(pipeline) } else { None }, cx.diags)
+    let media = cx.media.into_iter().collect();
+    (if ok { Some(pipeline) } else { None }, cx.diags, media)
 }
 
 #[derive(Default)]
@@ -49,6 +58,13 @@ struct Checker<'a> {
     used_templates: HashSet<&'a str>,
     /// Template parameters' default values, worked out once where the template is declared.
     template_defaults: HashMap<(&'a str, &'a str), Option<Value>>,
+    /// The media of the pipeline's notifications, each once, in order: where a job's `notify`
+    /// without a block sends.
+    pipeline_media: Vec<String>,
+    /// Some notification of the pipeline has media that are invalid (already reported).
+    pipeline_media_unknown: bool,
+    /// Every place a medium is named, each once.
+    media: IndexSet<MediumUse, rustc_hash::FxBuildHasher>,
 }
 
 struct ParamInfo<'a> {
@@ -121,7 +137,7 @@ impl<'a> Checker<'a> {
                 }
                 Item::Job(j) => jobs.push((j, false)),
                 Item::Finally(f) => jobs.extend(f.jobs.iter().map(|j| (j, true))),
-                Item::Setting(_) => {}
+                Item::Notify(_) | Item::Setting(_) => {}
             }
         }
         self.resolve_params(cli);
@@ -133,8 +149,15 @@ impl<'a> Checker<'a> {
                 self.setting(e, &mut pipeline, &mut seen_settings, &empty);
             }
         }
+        // Before the jobs: a job's `notify` without a block sends to the pipeline's media.
+        for item in &file.items {
+            if let Item::Notify(n) = item {
+                self.pipeline_notify(n, &mut pipeline);
+            }
+        }
         if let Some(d) = defaults {
             self.check_block_keys(d, "defaults");
+            self.no_notify_in_defaults(d);
             // Its values are checked here too, so a pipeline without jobs still hears of them.
             self.apply_block(d, &Scope::empty(), &mut JobFields::default());
         }

@@ -169,7 +169,9 @@ impl<'a> Checker<'a> {
                     .map(|(p, _)| (p.name.name.as_str(), None))
                     .collect(),
             };
-            self.apply_block(&t.decl.body, &scope, &mut JobFields::default());
+            let mut fields = JobFields::default();
+            self.apply_block(&t.decl.body, &scope, &mut fields);
+            self.job_notify(&t.decl.body, &scope, &mut fields.notify);
         }
     }
 }

@@ -23,7 +23,7 @@ pub(super) fn item(p: Pair<Rule>, base: usize) -> Item {
             let sp = span(&p, base);
             let b = p
                 .into_inner()
-                .find(|p| p.as_rule() == Rule::block)
+                .find(|p| p.as_rule() == Rule::body)
                 .expect("defaults block");
             Item::Defaults(Defaults {
                 body: block(b, base),
@@ -39,7 +39,7 @@ pub(super) fn item(p: Pair<Rule>, base: usize) -> Item {
             for q in inner {
                 match q.as_rule() {
                     Rule::tparam => params.push(param(q, base)),
-                    Rule::block => body = Some(block(q, base)),
+                    Rule::body => body = Some(block(q, base)),
                     _ => {}
                 }
             }
@@ -60,6 +60,7 @@ pub(super) fn item(p: Pair<Rule>, base: usize) -> Item {
             Item::Finally(Finally { jobs, span: sp })
         }
         Rule::job => Item::Job(job(p, base)),
+        Rule::notify => Item::Notify(notify(p, base)),
         Rule::setting => Item::Setting(entry(p.into_inner().next().expect("setting entry"), base)),
         r => unreachable!("not an item: {r:?}"),
     }
@@ -167,7 +168,7 @@ fn job(p: Pair<Rule>, base: usize) -> Job {
                     commas,
                 });
             }
-            Rule::block => j.body = Some(block(q, base)),
+            Rule::body => j.body = Some(block(q, base)),
             _ => {}
         }
     }
@@ -244,11 +245,61 @@ fn cond(p: Pair<Rule>, base: usize) -> Cond {
     }
 }
 
+/// A block, or a body (which may also hold `notify` statements).
 fn block(p: Pair<Rule>, base: usize) -> Block {
     let sp = span(&p, base);
-    Block {
-        entries: p.into_inner().map(|e| entry(e, base)).collect(),
+    let mut b = Block {
+        entries: Vec::new(),
+        notify: Vec::new(),
         span: sp,
+    };
+    for q in p.into_inner() {
+        if q.as_rule() == Rule::notify {
+            b.notify.push(notify(q, base));
+        } else {
+            b.entries.push(entry(q, base));
+        }
+    }
+    b
+}
+
+fn notify(p: Pair<Rule>, base: usize) -> Notify {
+    let sp = span(&p, base);
+    let mut keyword = sp;
+    let mut on = sp;
+    let mut events = Vec::new();
+    let mut body = None;
+    for q in p.into_inner() {
+        match q.as_rule() {
+            Rule::kw_notify => keyword = span(&q, base),
+            Rule::kw_on => on = span(&q, base),
+            Rule::notify_event => {
+                let mut inner = q.into_inner();
+                let name = ident(&inner.next().expect("event name"), base);
+                let after = inner.next().map(|d| expr(d, base));
+                // Like a job without a body, the rule's match runs over the blanks after it.
+                let end = after.as_ref().map_or(name.span.end, |d| d.span.end);
+                events.push(Event {
+                    span: Span::new(name.span.start as usize, end as usize),
+                    name,
+                    after,
+                });
+            }
+            Rule::block => body = Some(block(q, base)),
+            _ => {}
+        }
+    }
+    let end = match (&body, events.last()) {
+        (Some(b), _) => b.span.end,
+        (None, Some(e)) => e.span.end,
+        (None, None) => on.end,
+    };
+    Notify {
+        keyword,
+        on,
+        events,
+        body,
+        span: Span::new(sp.start as usize, end as usize),
     }
 }
 

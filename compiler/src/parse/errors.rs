@@ -1,7 +1,7 @@
 //! Syntax errors in plain words: pest errors turned into sentences, unclosed braces,
 //! unterminated strings and comments, bad interpolations, nesting too deep.
 
-use super::{skip_trivia, Grammar, Rule, ITEM_KEYWORDS};
+use super::{skip_trivia, Grammar, Rule, ITEM_KEYWORDS, ITEM_WORDS};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::lex::{self, Token, TokenKind};
 use crate::syntax::*;
@@ -80,16 +80,16 @@ pub(super) fn item_error(src: &str, pos: usize, e: pest::error::Error<Rule>) -> 
     let word = &src[pos..word_end];
     let next = skip_trivia(src, word_end);
     let next_is_name = src[next..].starts_with(|c: char| c.is_alphabetic() || c == '_');
-    if !word.is_empty() && next_is_name && !ITEM_KEYWORDS.contains(&word) {
+    if !word.is_empty() && next_is_name && !ITEM_WORDS.contains(&word) {
         let span = Span::new(pos, word_end);
         let mut d = Diagnostic::error("E0005", format!("unknown item `{word}`")).primary(
             span,
-            "expected `job`, `param`, `template`, `defaults` or `finally`",
+            "expected `job`, `param`, `template`, `defaults`, `finally` or `notify`",
         );
-        if let Some(k) = did_you_mean(word, ITEM_KEYWORDS) {
+        if let Some(k) = did_you_mean(word, ITEM_WORDS) {
             d = d.help(format!("did you mean `{k}`?")).fix(span, k);
         } else {
-            d = d.help("a pipeline holds jobs (`job NAME { ... }`), params, templates, `defaults`, `finally` and settings (`NAME = VALUE`)");
+            d = d.help("a pipeline holds jobs (`job NAME { ... }`), params, templates, `defaults`, `finally`, notifications (`notify on EVENT { ... }`) and settings (`NAME = VALUE`)");
         }
         return d;
     }
@@ -132,6 +132,11 @@ pub(super) fn syntax_error(
     }
     if let Some(d) = unclosed_brace(src, offset, at) {
         return d;
+    }
+    if crate::notify::expects_event(src, offset, at) {
+        // `notify on` and a `job` on the next line: no event is named like an item.
+        expected.retain(|w| *w != "a name");
+        expected.insert(0, "an event such as `failed`");
     }
     const VALUE: &str = "a value (a string, number, name, list or map)";
     let is_value = |w: &&str| {
@@ -412,7 +417,9 @@ fn describe(rule: Rule) -> &'static str {
         | Rule::defaults
         | Rule::template
         | Rule::finally
-        | Rule::setting => "an item (`job`, `param`, `template`, `defaults`, `finally`) or `}`",
+        | Rule::setting => {
+            "an item (`job`, `param`, `template`, `defaults`, `finally`, `notify`) or `}`"
+        }
         Rule::job | Rule::kw_job => "`job`",
         Rule::kw_param => "`param`",
         Rule::kw_defaults => "`defaults`",
@@ -421,6 +428,9 @@ fn describe(rule: Rule) -> &'static str {
         Rule::kw_after | Rule::after_clause => "`after CONDITION`",
         Rule::kw_for | Rule::for_clause => "`for VAR in ...`",
         Rule::kw_in => "`in`",
+        Rule::notify | Rule::kw_notify => "`notify on EVENT`",
+        Rule::kw_on => "`on`",
+        Rule::notify_event => "an event such as `failed`",
         Rule::type_expr => "a type such as `string` or `int`",
         Rule::tparam => "a template parameter (`name: type`)",
         Rule::use_template => "`= TEMPLATE(...)`",
@@ -429,7 +439,7 @@ fn describe(rule: Rule) -> &'static str {
         Rule::cond | Rule::not | Rule::job_ref => "a job name",
         Rule::cond_op => "`&&` or `||`",
         Rule::outcome => "an outcome such as `failed`",
-        Rule::block => "a block `{ ... }`",
+        Rule::block | Rule::body => "a block `{ ... }`",
         Rule::entry => "a field such as `image = \"...\"` or `run = \"...\"`",
         Rule::list => "a list",
         Rule::boolean => "`true` or `false`",
@@ -530,6 +540,19 @@ mod tests {
         assert_eq!(
             message("pipeline p { job a = t(x = \"a = \"b\") }"),
             "expected more text or a closing `\"` or an interpolation `${name}`, found `\"`"
+        );
+    }
+
+    #[test]
+    fn an_event_is_expected_after_notify_on() {
+        let message = |src: &str| parse(src).errors[0].message.clone();
+        assert_eq!(
+            message("pipeline p {\n  notify on\n  job b { image = \"x\" run = \"y\" }\n}\n"),
+            "expected an event such as `failed`, found `job`"
+        );
+        assert_eq!(
+            message("pipeline p { notify on } "),
+            "expected an event such as `failed`, found `}`"
         );
     }
 

@@ -49,7 +49,14 @@ pub struct Parsed {
     pub errors: Vec<Diagnostic>,
 }
 
+/// The keywords that start an item on a line of its own: where recovery after a syntax error
+/// resumes and where a file may be cut into parts. Not `notify`: it starts lines inside job
+/// bodies too, so a line starting with it may well be inside the broken item.
 pub(crate) const ITEM_KEYWORDS: [&str; 5] = ["job", "param", "template", "defaults", "finally"];
+
+/// Every word that starts an item (for "unknown item" and its suggestion).
+pub(crate) const ITEM_WORDS: [&str; 6] =
+    ["job", "param", "template", "defaults", "finally", "notify"];
 
 /// Parses a file, on the calling thread: every item in one call of pest, or, when the file
 /// has a syntax error, item by item so that every error is reported.
@@ -109,7 +116,7 @@ fn header(src: &str, parsed: &mut Parsed) -> Option<(Span, usize)> {
         }
         Err(e) => {
             let mut d = syntax_error(Rule::header, src, pos, e);
-            if ITEM_KEYWORDS.iter().any(|k| src[pos..].starts_with(k)) {
+            if ITEM_WORDS.iter().any(|k| src[pos..].starts_with(k)) {
                 d = Diagnostic::error("E0010", "a file must start with `pipeline NAME {`")
                     .primary(Span::new(pos, pos), "expected `pipeline` here")
                     .help("wrap the jobs in a pipeline: `pipeline my-pipeline { ... }`");

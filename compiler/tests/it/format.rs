@@ -111,6 +111,28 @@ fn the_canonical_layout() {
 }
 
 #[test]
+fn notifications_in_the_canonical_layout() {
+    let src = "pipeline p {\n  notify   on failed ,cancelled{to=[\"a\",\"b\"]}\n  notify on running_longer_than 2h {\n    to = [\"a\"]\n  }\n  job a { image = \"x\"; notify on failed; run = \"y\" }\n  job b {\n    image = \"x\" run = \"y\"\n    notify on failed, // why\n      errored\n  }\n  job d { image = \"x\" run = \"y\" notify on failed { to = [\"a\"] } } // trailing\n}\n";
+    // A `notify` goes on one line when it fits; it stays last in a body on one line, since
+    // after `notify on failed, ` a word and a block would read as one more event.
+    let expected = "pipeline p {\n  notify on failed, cancelled { to = [\"a\", \"b\"] }\n  notify on running_longer_than 2h { to = [\"a\"] }\n  job a {\n    image = \"x\"\n    notify on failed\n    run = \"y\"\n  }\n  job b {\n    image = \"x\"\n    run = \"y\"\n    notify on failed, // why\n      errored\n  }\n  job d { image = \"x\", run = \"y\", notify on failed { to = [\"a\"] } }  // trailing\n}\n";
+    assert_eq!(format(src).unwrap(), expected);
+    check(src, &Params::default());
+    // Too long for one line: the block on lines of its own.
+    let media: Vec<String> = (0..12).map(|i| format!("\"medium-{i}\"")).collect();
+    let long = format!(
+        "pipeline p {{\n  notify on failed {{ to = [{}] }}\n  job a {{ image = \"x\" run = \"y\" }}\n}}\n",
+        media.join(", ")
+    );
+    let formatted = format(&long).unwrap();
+    assert!(
+        formatted.contains("  notify on failed {\n    to = [\"medium-0\""),
+        "{formatted}"
+    );
+    check(&long, &Params::default());
+}
+
+#[test]
 fn syntax_errors_are_not_formatted() {
     let errors = format("pipeline p { job a { image: \"x\" } }").unwrap_err();
     assert_eq!(errors[0].code, "E0001");
@@ -125,6 +147,8 @@ const TOKENS: &[&str] = &[
     ",",
     ";",
     "\n  job x after a { run = \"r\" }\n",
+    "\n  notify on failed\n",
+    " notify on succeeded { to = [\"team-slack\"] }",
 ];
 
 proptest! {

@@ -11,8 +11,11 @@ const RICH: &str = r#"pipeline nightly {
   param shards: int = 3
   param tables: list<string> = ["users", "orders"]
   description = "nightly load"
+  notify on failed, cancelled { to = ["team-slack", "mail-${date}"] }
+  notify on running_longer_than 2h { to = ["team-slack"] }
   defaults { image = "busybox:1.36", retries = 1, timeout = 30m }
   job extract {
+    notify on failed
     run = """
       extract --date ${date}
       echo $${HOME}
@@ -27,7 +30,7 @@ const RICH: &str = r#"pipeline nightly {
   }
   job load for t in tables = etl(table = t) after shard
   job rollback after load.failed || (extract.failed && !shard.skipped) {
-    run = "rollback"; allow_failure = true
+    run = "rollback"; allow_failure = true; notify on errored, failed { to = ["pager"] }
   }
   finally { job report after rollback.done { run = "report" } }
 }
@@ -37,8 +40,8 @@ const RICH: &str = r#"pipeline nightly {
 const TOKENS: &[&str] = &[
     "{", "}", "(", ")", "[", "]", "=", ",", ";", ".", "..", "&&", "||", "!", "\"", "\"\"\"", "${",
     "$${", "job", "after", "for", "in", "param", "template", "defaults", "finally", "pipeline",
-    "x", "x.failed", "10m", "256Mi", "-1", "true", "\n", "//", "/*", "*/", "\\", "é", "\u{0}",
-    "\u{a0}", "\u{E000}", "\u{3000}",
+    "notify", "on", "failed", "to", "2h", "x", "x.failed", "10m", "256Mi", "-1", "true", "\n",
+    "//", "/*", "*/", "\\", "é", "\u{0}", "\u{a0}", "\u{E000}", "\u{3000}",
 ];
 
 fn assert_no_panic(src: &str) {
@@ -251,6 +254,35 @@ fn parsers_agree_on_a_large_file() {
     );
     assert_eq!(chainr_compiler::parse::parse(&broken).errors.len(), 1);
     assert_split_agrees(&broken);
+}
+
+/// Notifications at both levels, with and without blocks, next to every other item: one tree
+/// whichever way the file is parsed, cut or re-parsed.
+#[test]
+fn parsers_agree_on_notifications() {
+    let mut src = String::from("pipeline n {\n  notify on failed { to = [\"team\"] }\n");
+    for i in 0..400 {
+        src.push_str(&format!(
+            "  notify on running_longer_than {}m {{ to = [\"team\"] }}\n  job j{i} {{\n    image = \"busybox\"\n    notify on failed, errored\n    run = \"true\"; notify on succeeded {{ to = [\"m{i}\"] }}\n  }}\n  job t{i} = t() after j{i}\n  notify on cancelled {{\n    to = [\"team\"]\n  }}\n",
+            i + 1
+        ));
+    }
+    src.push_str("  template t() { image = \"busybox\" run = \"x\" notify on failed }\n}\n");
+    assert!(compile(&src, &Params::default()).diagnostics.is_empty());
+    assert_parsers_agree(&src);
+    assert_eq!(assert_split_agrees(&src), 4);
+    // Broken notifications: every path reports them alike.
+    for broken in [
+        "notify on\n  job a { image = \"b\" run = \"c\" }",
+        "notify on failed,\n  job a { image = \"b\" run = \"c\" }",
+        "notify on failed { to = [ }\n  job a { image = \"b\" run = \"c\" }",
+        "job a { image = \"b\" run = \"c\" notify on }\n  job b { image = \"b\" run = \"c\" }",
+    ] {
+        let text = format!("{}  {broken}\n}}\n", &src[..src.len() - 2]);
+        let parsed = chainr_compiler::parse::parse(&text);
+        assert!(!parsed.errors.is_empty(), "{broken}");
+        assert_split_agrees(&text);
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Completion: job names after `after` and in conditions, outcomes after `.`, fields at the
 //! start of a line in a body, params and local names inside `${`, templates after `job NAME =`,
-//! items and settings at the pipeline's level. What is asked for is read from the text before
+//! items and settings at the pipeline's level, events after `notify on` and `to` in its block. What is asked for is read from the text before
 //! the cursor, so that it works while that text does not parse.
 
 use super::outcome_doc;
 use crate::document::Document;
 use chainr_compiler::fields::{self, OUTCOMES};
 use chainr_compiler::index::SymbolKind;
+use chainr_compiler::notify::{self, Level};
 use chainr_compiler::syntax::Span;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum Kind {
     /// A job field or pipeline setting.
     Field,
     Keyword,
+    /// An event of a `notify`.
+    Event,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,30 +42,36 @@ enum Context {
     Field,
     Item,
     Template,
+    /// An event after `notify on` (or after a `,` of its events).
+    Event(Level),
+    /// A key in the block of a `notify`.
+    NotifyKey,
     None,
 }
 
-/// Brace depth and whether the cursor (the end of `text`) is inside a string: where that string
-/// starts. Read with the compiler's lexer, so comments and strings count as the grammar says.
-fn scan(text: &str) -> (usize, Option<usize>) {
-    let mut depth = 0usize;
+/// What the text before the cursor is in: the `{` still open there (innermost last), and where
+/// the string the cursor is in starts. Read with the compiler's lexer, so comments and strings
+/// count as the grammar says.
+fn scan(text: &str) -> (Vec<usize>, Option<usize>) {
+    let mut open = Vec::new();
     let mut inside = None;
     for t in chainr_compiler::lex::tokens(text) {
         inside = None;
         if t.is_punct(text, "{") {
-            depth += 1;
+            open.push(t.start);
         } else if t.is_punct(text, "}") {
-            depth = depth.saturating_sub(1);
+            open.pop();
         } else if t.kind.is_string() && t.kind.is_unterminated() && t.end == text.len() {
             inside = Some(t.start);
         }
     }
-    (depth, inside)
+    (open, inside)
 }
 
 fn context(text: &str, offset: usize) -> Context {
     let before = &text[..offset];
-    let (depth, string) = scan(before);
+    let (open, string) = scan(before);
+    let depth = open.len();
     let word_start = before
         .char_indices()
         .rev()
@@ -94,14 +103,25 @@ fn context(text: &str, offset: usize) -> Context {
     if trimmed.starts_with("job ") && before_word.trim_end().ends_with('=') && !line.contains('{') {
         return Context::Template;
     }
+    if notify::expects_event(before, 0, word_start) {
+        return Context::Event(if depth <= 1 { Level::Run } else { Level::Job });
+    }
     let at_line_start = before[line_start..word_start].trim().is_empty()
         || before[line_start..word_start]
             .trim_end()
             .ends_with([',', ';', '{']);
     if at_line_start {
+        // In the block of a `notify`: what leads to its `{` starts with `notify`.
+        let in_notify = open.last().is_some_and(|&brace| {
+            let start = before[..brace]
+                .rfind(['\n', '{', '}', ';'])
+                .map_or(0, |i| i + 1);
+            before[start..brace].trim_start().starts_with("notify ")
+        });
         return match depth {
             0 => Context::None,
             1 => Context::Item,
+            _ if in_notify => Context::NotifyKey,
             _ => Context::Field,
         };
     }
@@ -227,7 +247,26 @@ pub fn completion(doc: &Document, offset: usize) -> Vec<Item> {
                 detail: Some(f.ty.to_string()),
                 documentation: Some(f.doc.to_string()),
             })
+            .chain(std::iter::once(notify_keyword(Level::Job)))
             .collect(),
+        Context::Event(level) => level
+            .events()
+            .iter()
+            .map(|&e| Item {
+                label: e.name().to_string(),
+                kind: Kind::Event,
+                detail: Some(format!("event of {}", level.noun())),
+                documentation: Some(notify::event_doc(e, level).to_string()),
+            })
+            .collect(),
+        Context::NotifyKey => vec![Item {
+            label: "to".into(),
+            kind: Kind::Field,
+            detail: Some("list of string".into()),
+            documentation: Some(
+                "The media to tell, as the server's configuration names them.".into(),
+            ),
+        }],
         Context::Item => ["job", "param", "template", "defaults", "finally"]
             .iter()
             .map(|k| Item {
@@ -236,6 +275,7 @@ pub fn completion(doc: &Document, offset: usize) -> Vec<Item> {
                 detail: None,
                 documentation: None,
             })
+            .chain(std::iter::once(notify_keyword(Level::Run)))
             .chain(fields::SETTINGS.iter().map(|f| Item {
                 label: f.name.to_string(),
                 kind: Kind::Field,
@@ -244,6 +284,19 @@ pub fn completion(doc: &Document, offset: usize) -> Vec<Item> {
             }))
             .collect(),
         Context::None => Vec::new(),
+    }
+}
+
+/// `notify`, offered where a field or an item may start.
+fn notify_keyword(level: Level) -> Item {
+    Item {
+        label: "notify".into(),
+        kind: Kind::Keyword,
+        detail: Some(format!(
+            "notify on EVENTS {{ to = [...] }}: about {}",
+            level.noun()
+        )),
+        documentation: None,
     }
 }
 
@@ -310,6 +363,29 @@ mod tests {
             ("pipeline p {\n  // café\n  $0", Context::Item),
             ("pipeline p {\n  job tâ$0", Context::None),
             ("pipeline p {\n  job a after é$0", Context::JobName),
+            ("pipeline p {\n  notify on $0", Context::Event(Level::Run)),
+            (
+                "pipeline p {\n  notify on failed, ca$0",
+                Context::Event(Level::Run),
+            ),
+            (
+                "pipeline p {\n  job a {\n    notify on $0",
+                Context::Event(Level::Job),
+            ),
+            (
+                "pipeline p {\n  job a { run = \"x\"; notify on failed, $0",
+                Context::Event(Level::Job),
+            ),
+            (
+                "pipeline p {\n  notify on failed {\n    $0",
+                Context::NotifyKey,
+            ),
+            ("pipeline p {\n  notify on failed { $0", Context::NotifyKey),
+            (
+                "pipeline p {\n  job a { notify on failed { $0",
+                Context::NotifyKey,
+            ),
+            ("pipeline p {\n  job on $0", Context::None),
         ];
         for (text, want) in cases {
             let at = text.find("$0").unwrap();

@@ -1,10 +1,11 @@
-//! Hover: what a name, field, setting or outcome is; for a job, its condition and what it
-//! compiles to.
+//! Hover: what a name, field, setting, outcome or notification is; for a job, its condition and
+//! what it compiles to.
 
 use super::outcome_doc;
 use crate::document::Document;
 use chainr_compiler::fields;
 use chainr_compiler::index::{Occurrence, SymbolKind};
+use chainr_compiler::notify::{self, Level};
 use chainr_compiler::syntax::{Item, Span};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,11 +30,51 @@ pub fn hover(doc: &Document, offset: usize) -> Option<Hover> {
         },
         Occurrence::Outcome { name, .. } => format!("**.{name}**\n\n{}", outcome_doc(name)),
         Occurrence::Unresolved(name) => format!("`{name}`: not defined in this pipeline"),
+        Occurrence::Notify(level) => notify_hover(*level),
+        Occurrence::Event { name, level } => match notify::event(name) {
+            Some(e) => format!(
+                "**{name}**: an event of {}\n\n{}",
+                level.noun(),
+                notify::event_doc(e, *level)
+            ),
+            None => format!(
+                "`{name}` is not an event: those of {} are {}",
+                level.noun(),
+                event_names(*level)
+            ),
+        },
+        Occurrence::NotifyKey(key) if key == "to" => "**to**: list of string\n\nThe media to tell: names the server's configuration defines (a chat channel, a mail address, ...). At least one.".to_string(),
+        Occurrence::NotifyKey(key) => format!("`{key}` is not a key of `notify`: it holds only `to`"),
     };
     Some(Hover {
         span: *span,
         markdown: text,
     })
+}
+
+fn event_names(level: Level) -> String {
+    let names: Vec<String> = level
+        .events()
+        .iter()
+        .map(|e| format!("`{}`", e.name()))
+        .collect();
+    names.join(", ")
+}
+
+fn notify_hover(level: Level) -> String {
+    let about = match level {
+        Level::Run => "A notification about the run",
+        Level::Job => "A notification about this job (each instance of a fan-out)",
+    };
+    let inherit = match level {
+        Level::Run => "",
+        Level::Job => " Without a block, it sends to the media of the pipeline's notifications.",
+    };
+    format!(
+        "**notify on EVENTS {{ to = [MEDIA] }}**\n\n{about}: when any of its events happens, a message goes to each medium of `to`.{inherit}\n\nEvents of {}: {}.",
+        level.noun(),
+        event_names(level)
+    )
 }
 
 fn symbol_hover(doc: &Document, i: usize) -> String {

@@ -3,7 +3,7 @@
 
 use crate::document::Document;
 use chainr_compiler::index::{Occurrence, SymbolKind};
-use chainr_compiler::syntax::{Block, Expr, ExprKind, FanSource, Item, Job, Span, StrPart};
+use chainr_compiler::syntax::{Block, Expr, ExprKind, FanSource, Item, Job, Notify, Span, StrPart};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
@@ -51,8 +51,11 @@ pub fn semantic_tokens(doc: &Document) -> Vec<(Span, TokenType)> {
                 SymbolKind::Template => TokenType::Class,
                 SymbolKind::TemplateParam | SymbolKind::LoopVar => TokenType::Parameter,
             },
-            Occurrence::Field(_) | Occurrence::Setting(_) => TokenType::Property,
-            Occurrence::Outcome { .. } => TokenType::EnumMember,
+            Occurrence::Field(_) | Occurrence::Setting(_) | Occurrence::NotifyKey(_) => {
+                TokenType::Property
+            }
+            Occurrence::Outcome { .. } | Occurrence::Event { .. } => TokenType::EnumMember,
+            Occurrence::Notify(_) => TokenType::Keyword,
             Occurrence::Unresolved(_) => continue,
         };
         spans.push((*span, t));
@@ -91,7 +94,7 @@ fn keywords_and_literals(doc: &Document, out: &mut Vec<(Span, TokenType)>) {
             }
             Item::Defaults(d) => {
                 keyword(start, "defaults", out);
-                collect_block(&d.body, &mut exprs);
+                collect_block(&d.body, out, &mut exprs);
             }
             Item::Template(t) => {
                 keyword(start, "template", out);
@@ -99,9 +102,10 @@ fn keywords_and_literals(doc: &Document, out: &mut Vec<(Span, TokenType)>) {
                     out.push((p.ty.span, TokenType::Class));
                     exprs.extend(p.default.iter());
                 }
-                collect_block(&t.body, &mut exprs);
+                collect_block(&t.body, out, &mut exprs);
             }
             Item::Setting(e) => exprs.push(&e.value),
+            Item::Notify(n) => notify_tokens(n, out, &mut exprs),
             Item::Job(j) => job_tokens(text, j, out, &mut exprs),
             Item::Finally(f) => {
                 keyword(start, "finally", out);
@@ -153,14 +157,27 @@ fn job_tokens<'a>(
         exprs.extend(u.args.iter().map(|a| &a.value));
     }
     if let Some(b) = &j.body {
-        collect_block(b, exprs);
+        collect_block(b, out, exprs);
     }
 }
 
-fn collect_block<'a>(b: &'a Block, exprs: &mut Vec<&'a Expr>) {
+/// `on` (the index has `notify` and the events), the durations and the block's values.
+fn notify_tokens<'a>(n: &'a Notify, out: &mut Vec<(Span, TokenType)>, exprs: &mut Vec<&'a Expr>) {
+    out.push((n.on, TokenType::Keyword));
+    exprs.extend(n.events.iter().filter_map(|e| e.after.as_ref()));
+    if let Some(b) = &n.body {
+        collect_block(b, out, exprs);
+    }
+}
+
+/// The values of a block (and of its `notify` statements), and the keywords of those.
+fn collect_block<'a>(b: &'a Block, out: &mut Vec<(Span, TokenType)>, exprs: &mut Vec<&'a Expr>) {
+    for n in &b.notify {
+        notify_tokens(n, out, exprs);
+    }
     for e in &b.entries {
         match &e.value.kind {
-            ExprKind::Map(m) => collect_block(m, exprs),
+            ExprKind::Map(m) => collect_block(m, out, exprs),
             _ => exprs.push(&e.value),
         }
     }
@@ -194,6 +211,32 @@ fn expr_tokens(e: &Expr, out: &mut Vec<(Span, TokenType)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications() {
+        let text = "pipeline p {\n  notify on running_longer_than 2h { to = [\"a\"] }\n  job j { image = \"b\" run = \"c\"; notify on failed }\n}\n";
+        let doc = Document::new(text.to_string(), 1);
+        let tokens = semantic_tokens(&doc);
+        let of = |word: &str, nth: usize| {
+            let at = text.match_indices(word).nth(nth).unwrap().0;
+            tokens
+                .iter()
+                .find(|(s, _)| s.start as usize == at)
+                .map(|(s, t)| (&text[s.range()], *t))
+        };
+        assert_eq!(of("notify", 0), Some(("notify", TokenType::Keyword)));
+        assert_eq!(of("on ", 0), Some(("on", TokenType::Keyword)));
+        assert_eq!(
+            of("running_longer_than", 0),
+            Some(("running_longer_than", TokenType::EnumMember))
+        );
+        assert_eq!(of("2h", 0), Some(("2h", TokenType::Number)));
+        assert_eq!(of("to", 0), Some(("to", TokenType::Property)));
+        assert_eq!(of("\"a\"", 0), Some(("\"a\"", TokenType::String)));
+        assert_eq!(of("notify", 1), Some(("notify", TokenType::Keyword)));
+        assert_eq!(of("on ", 1), Some(("on", TokenType::Keyword)));
+        assert_eq!(of("failed", 0), Some(("failed", TokenType::EnumMember)));
+    }
 
     #[test]
     fn the_legend_is_in_declaration_order() {

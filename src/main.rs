@@ -101,6 +101,9 @@ enum Command {
         /// Set a param: `-p date=2026-01-01`. Repeatable.
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = param_pair)]
         params: Vec<(String, String)>,
+        /// Check the notification media pipelines name against those of CONFIG (the server's `--config` file).
+        #[arg(long, value_name = "CONFIG")]
+        notify: Option<PathBuf>,
     },
     /// Run a pipeline on this machine: each job is `sh -c RUN` in a local process (images are not used).
     Run {
@@ -205,7 +208,11 @@ fn main() -> ExitCode {
             output,
             params,
         } => compile(&file, output.as_deref(), Params(params), color),
-        Command::Check { files, params } => check(&files, &Params(params), color),
+        Command::Check {
+            files,
+            params,
+            notify,
+        } => check(&files, &Params(params), notify.as_deref(), color),
         Command::Run {
             file,
             params,
@@ -378,7 +385,8 @@ fn run_local(
     if let Err(code) = params_apply(path, &params) {
         return code;
     }
-    let out = compile_file(&name, &src, &params);
+    let media = notify.as_ref().map(|c| c.medium_names());
+    let out = with_media(compile_file(&name, &src, &params), media.as_deref());
     report(path, &src, &out, color);
     let Some(pipeline) = out.pipeline else {
         summary(&out, color);
@@ -545,7 +553,14 @@ fn params_apply(path: &Path, params: &Params) -> Result<(), ExitCode> {
     Ok(())
 }
 
-fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
+fn check(files: &[PathBuf], params: &Params, notify: Option<&Path>, color: bool) -> ExitCode {
+    let media = match notify.map(chainr_notify::Config::load).transpose() {
+        Ok(c) => c.map(|c| c.medium_names()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (mut errors, mut warnings, mut unreadable) = (0, 0, 0);
     for path in files {
         if let Err(code) = params_apply(path, params) {
@@ -556,7 +571,7 @@ fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
             continue;
         };
         let name = path.to_string_lossy();
-        let out = compile_file(&name, &src, params);
+        let out = with_media(compile_file(&name, &src, params), media.as_deref());
         report(path, &src, &out, color);
         let e = out.diagnostics.iter().filter(|d| d.is_error()).count();
         errors += e;
@@ -577,6 +592,19 @@ fn check(files: &[PathBuf], params: &Params, color: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The compiled file with an error for each notification medium it names that `media` (the
+/// configuration's) does not have; unchanged without a configuration.
+fn with_media(mut out: Compiled, media: Option<&[String]>) -> Compiled {
+    if let Some(known) = media {
+        let unknown = compiler::notify::check_media(&out, known);
+        if unknown.iter().any(|d| d.is_error()) {
+            out.pipeline = None;
+        }
+        out.diagnostics.extend(unknown);
+    }
+    out
 }
 
 /// Compiles a file by kind, as `compiler::compile_file` does, with large source files parsed on

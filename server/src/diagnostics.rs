@@ -79,12 +79,17 @@ pub struct Checked {
     pub errors: usize,
 }
 
-/// Compiles `text` as `kind` (params apply to source only).
-pub fn check(kind: SourceKind, text: &str, params: &Params) -> Checked {
-    let compiled = match kind {
+/// Compiles `text` as `kind` (params apply to source only); with `media` (the notification
+/// media the server knows), a pipeline that names another medium has an error too.
+pub fn check(kind: SourceKind, text: &str, params: &Params, media: Option<&[String]>) -> Checked {
+    let mut compiled = match kind {
         SourceKind::Json => compiler::compile_json(text),
         SourceKind::Chainr => compiler::compile(text, params),
     };
+    if let Some(known) = media {
+        let unknown = compiler::notify::check_media(&compiled, known);
+        compiled.diagnostics.extend(unknown);
+    }
     let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
     let rendered = if compiled.diagnostics.is_empty() {
         String::new()
@@ -201,7 +206,7 @@ mod tests {
     #[test]
     fn a_source_error_has_its_code_and_place() {
         let src = "pipeline p {\n  job a {\n    image = \"alpine\"\n    run = \"true\"\n  }\n  job b after nope {\n    image = \"alpine\"\n    run = \"true\"\n  }\n}\n";
-        let checked = check(SourceKind::Chainr, src, &Params::default());
+        let checked = check(SourceKind::Chainr, src, &Params::default(), None);
         assert!(checked.pipeline.is_none());
         assert!(checked.errors >= 1);
         let first = &checked.diagnostics.diagnostics[0];
@@ -213,9 +218,34 @@ mod tests {
     #[test]
     fn the_original_json_compiles() {
         let json = r#"{"kind":"Pipeline","jobs":{"a":{"image":"busybox","run":"exit 0"}}}"#;
-        let checked = check(SourceKind::Json, json, &Params::default());
+        let checked = check(SourceKind::Json, json, &Params::default(), None);
         assert_eq!(checked.errors, 0);
         assert!(checked.pipeline.is_some());
         assert!(checked.diagnostics.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn a_medium_the_server_does_not_know_is_an_error_with_a_suggestion() {
+        let src = "pipeline p {\n  notify on failed { to = [\"team-slak\"] }\n  job a {\n    image = \"alpine\"\n    run = \"true\"\n  }\n}\n";
+        let known = vec!["team-slack".to_string(), "oncall-mail".to_string()];
+        let checked = check(SourceKind::Chainr, src, &Params::default(), Some(&known));
+        assert!(checked.pipeline.is_none(), "nothing to store");
+        let d = &checked.diagnostics.diagnostics[0];
+        assert_eq!((d.code, d.line), ("E0707", Some(2)), "{d:?}");
+        assert!(
+            checked.diagnostics.rendered.contains("team-slack"),
+            "{}",
+            checked.diagnostics.rendered
+        );
+        let unchecked = check(SourceKind::Chainr, src, &Params::default(), None);
+        assert!(
+            unchecked.pipeline.is_some(),
+            "without a configuration, media are not checked"
+        );
+        let json = r#"{"kind":"Pipeline","notify":[{"on":["failed"],"to":["oncall-mail"]}],"jobs":{"a":{"image":"busybox","run":"exit 0"}}}"#;
+        assert_eq!(
+            check(SourceKind::Json, json, &Params::default(), Some(&known)).errors,
+            0
+        );
     }
 }

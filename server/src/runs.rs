@@ -390,7 +390,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Write, "submitting a run")?;
     let s = submission(&headers, uri.query(), body)?;
-    let checked = diagnostics::check(s.kind, &s.text, &s.params);
+    let checked = diagnostics::check(s.kind, &s.text, &s.params, app.media.as_deref());
     let Some(pipeline) = checked.pipeline.clone() else {
         return Err(invalid(checked));
     };
@@ -443,6 +443,7 @@ pub struct CheckResult {
         (status = 415, description = "Not JSON, .chainr source or a form", body = ErrorBody),
     ))]
 pub async fn check(
+    State(app): State<App>,
     caller: Caller,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -450,7 +451,7 @@ pub async fn check(
 ) -> Result<Json<CheckResult>, ApiError> {
     caller.require(Scope::Read, "checking a pipeline")?;
     let s = submission(&headers, uri.query(), body)?;
-    let checked = diagnostics::check(s.kind, &s.text, &s.params);
+    let checked = diagnostics::check(s.kind, &s.text, &s.params, app.media.as_deref());
     Ok(Json(CheckResult {
         kind: "Check",
         ok: checked.errors == 0,

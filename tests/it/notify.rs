@@ -187,14 +187,42 @@ type = "stdout"
     let mut env = secrets_env();
     env.push(("SLACK_URL", OsStr::new(&slack_url)));
     let server = serve_sqlite(d.path(), &config, &env);
-    let pipeline = r#"{"kind": "Pipeline", "name": "nightly-etl",
-        "notify": [{"on": ["failed"], "to": ["hooks", "team-slack", "oncall-mail", "console"]}],
-        "jobs": {
-          "extract": {"image": "busybox", "run": "echo extracted 3 tables"},
-          "load": {"image": "busybox", "dependsOn": [{"job": "extract"}],
-                   "run": "echo loading 18204 rows; echo 'ERROR: duplicate key value violates unique constraint' >&2; exit 2"}
-        }}"#;
-    let answer = server.post_json("/api/runs", pipeline);
+    let source = |media: &str| {
+        format!(
+            r#"pipeline nightly-etl {{
+  notify on failed {{ to = [{media}] }}
+  job extract {{ image = "busybox" run = "echo extracted 3 tables" }}
+  job load after extract {{
+    image = "busybox"
+    run = "echo loading 18204 rows; echo 'ERROR: duplicate key value violates unique constraint' >&2; exit 2"
+  }}
+}}
+"#
+        )
+    };
+    let submit = |text: String| {
+        server.request(
+            "POST",
+            "/api/runs",
+            &[("Content-Type", "text/x-chainr")],
+            text.as_bytes(),
+        )
+    };
+    // A medium the configuration does not have: refused, with a suggestion, and nothing stored.
+    let refused = submit(source(r#""hooks", "team-slak""#));
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let body = refused.json();
+    assert_eq!(body["diagnostics"][0]["code"], "E0707", "{body}");
+    assert!(
+        body["rendered"].as_str().unwrap().contains("team-slack"),
+        "{body}"
+    );
+    assert_eq!(
+        server.get("/api/runs").json()["items"],
+        serde_json::json!([])
+    );
+
+    let answer = submit(source(r#""hooks", "team-slack", "oncall-mail", "console""#));
     assert_eq!(answer.status, 202, "{}", answer.text());
     let run = uid(&answer);
 
@@ -539,4 +567,41 @@ fn chainrc_run_notify_delivers_a_local_runs_notifications() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is the Run document");
     assert_eq!(doc["status"], "FAILED");
     assert!(String::from_utf8_lossy(&out.stderr).contains("FAILURE "));
+}
+
+#[test]
+fn check_and_run_with_a_configuration_refuse_unknown_media() {
+    let d = tempfile::tempdir().unwrap();
+    let config = write_config(d.path(), "[media.team-slack]\ntype = \"stdout\"\n");
+    let pipeline = d.path().join("p.chainr");
+    std::fs::write(
+        &pipeline,
+        "pipeline p {\n  notify on failed { to = [\"team-slak\"] }\n  job a { image = \"busybox\" run = \"touch ran\" }\n}\n",
+    )
+    .unwrap();
+    let chainrc = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chainrc"))
+            .args(args)
+            .arg(&pipeline)
+            .current_dir(d.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let checked = chainrc(&["check", "--notify", &config]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[E0707]"), "{stderr}");
+    assert!(stderr.contains("team-slack"), "did you mean: {stderr}");
+    // Without the configuration the media are not known, and not checked.
+    assert_eq!(chainrc(&["check"]).status.code(), Some(0));
+
+    let ran = chainrc(&["run", "--notify", &config]);
+    assert_eq!(
+        ran.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(!d.path().join("ran").exists(), "nothing ran");
 }

@@ -605,3 +605,55 @@ fn check_and_run_with_a_configuration_refuse_unknown_media() {
     );
     assert!(!d.path().join("ran").exists(), "nothing ran");
 }
+
+#[test]
+fn running_longer_than_fires_for_a_slow_run_and_is_skipped_for_a_quick_one() {
+    let r = Receivers::start();
+    let d = tempfile::tempdir().unwrap();
+    let config = write_config(
+        d.path(),
+        &format!(
+            "[media.hooks]\ntype = \"webhook\"\nurl = \"{}\"\nsecret = {{ env = \"HOOK_SECRET\" }}\n",
+            r.url("webhook")
+        ),
+    );
+    let server = serve_sqlite(d.path(), &config, &secrets_env());
+    let submit = |name: &str, limit: &str, run: &str| {
+        let text = format!(
+            "pipeline {name} {{\n  notify on running_longer_than {limit} {{ to = [\"hooks\"] }}\n  job a {{ image = \"busybox\" run = \"{run}\" }}\n}}\n"
+        );
+        let a = server.request(
+            "POST",
+            "/api/runs",
+            &[("Content-Type", "text/x-chainr")],
+            text.as_bytes(),
+        );
+        assert_eq!(a.status, 202, "{}", a.text());
+        uid(&a)
+    };
+    let slow = submit("slow", "500ms", "sleep 3");
+    let quick = submit("quick", "2s", "true");
+
+    let hook = r.wait("webhook", 1).remove(0);
+    assert_eq!(hook["body"]["type"], "run.running_longer_than", "{hook}");
+    assert_eq!(hook["body"]["data"]["run"]["uid"], slow.as_str());
+    assert_eq!(hook["body"]["data"]["after"], "500ms");
+    assert_eq!(hook["body"]["data"]["run"]["status"], "RUNNING");
+    assert_eq!(
+        hook["body"]["data"]["headline"],
+        "slow is still running after 500ms"
+    );
+
+    wait_for(
+        Duration::from_secs(15),
+        "the quick run's alert skipped",
+        || {
+            notifications(&server, "skipped")
+                .iter()
+                .any(|n| n["run"] == quick.as_str())
+        },
+    );
+    let skipped = notifications(&server, "skipped");
+    assert_eq!(skipped[0]["lastError"], "the run finished in time");
+    assert_eq!(r.got("webhook").len(), 1, "the quick run said nothing");
+}

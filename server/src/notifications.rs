@@ -87,6 +87,32 @@ pub async fn list(
     Ok(response)
 }
 
+/// The most notifications of one run an answer holds.
+const RUN_MAX: usize = 1000;
+
+/// A run's notifications, newest first (at most 1,000).
+#[utoipa::path(get, path = "/api/runs/{uid}/notifications", tag = "notifications",
+    params(("uid" = String, Path, description = "The run's uid")),
+    responses(
+        (status = 200, description = "The run's notifications, newest first", body = NotificationList),
+        (status = 404, description = "No run has this uid", body = ErrorBody),
+    ))]
+pub async fn of_run(
+    State(app): State<App>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read, "listing notifications")?;
+    app.run(&uid).await?;
+    let items = app.outbox.run_deliveries(&uid, RUN_MAX).await?;
+    Ok(Json(NotificationList {
+        kind: "NotificationList",
+        items,
+        next: None,
+    })
+    .into_response())
+}
+
 async fn one(app: &App, id: &str) -> Result<Delivery, ApiError> {
     app.outbox
         .delivery(id)

@@ -77,6 +77,7 @@ pub(crate) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(crate::notifications::list))
         .routes(routes!(crate::notifications::get))
         .routes(routes!(crate::notifications::resend))
+        .routes(routes!(crate::notifications::of_run))
 }
 
 /// The Run document (the fold of a run's events), as the API answers it. Its schema comes

@@ -312,6 +312,38 @@ impl Outbox for RedisStore {
         })
     }
 
+    async fn run_deliveries(&self, run: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.run_deliveries_key(run))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut read = redis::pipe();
+        for id in &ids {
+            read.cmd("HMGET")
+                .arg(self.delivery_key(id))
+                .arg("order")
+                .arg("body");
+        }
+        let rows: Vec<(Option<u64>, Option<String>)> =
+            read.query_async(&mut conn).await.map_err(unavailable)?;
+        // Newest first by the order they were enqueued in; one deleted meanwhile is left out.
+        let mut found: Vec<(u64, String)> = rows
+            .into_iter()
+            .filter_map(|(order, body)| Some((order?, body?)))
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found
+            .into_iter()
+            .take(limit)
+            .map(|(_, body)| parse(&body))
+            .collect()
+    }
+
     async fn resend(&self, id: &str, now: SystemTime) -> Result<Delivery, StoreError> {
         self.rewrite(id, None, |d| resent(d, now)).await
     }

@@ -256,6 +256,23 @@ impl Outbox for SqliteStore {
         .await
     }
 
+    async fn run_deliveries(&self, run: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let run = run.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let found = bodies(
+                &mut conn
+                    .prepare_cached(
+                        "SELECT seq, body FROM deliveries WHERE run = ?1 ORDER BY seq DESC LIMIT ?2",
+                    )
+                    .map_err(unavailable)?,
+                params![run, limit],
+            )?;
+            Ok(found.into_iter().map(|(_, d)| d).collect())
+        })
+        .await
+    }
+
     async fn resend(&self, id: &str, now: SystemTime) -> Result<Delivery, StoreError> {
         let id = id.to_string();
         self.with(move |conn| rewrite(conn, &id, None, |d| resent(d, now)))

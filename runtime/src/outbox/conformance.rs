@@ -294,6 +294,29 @@ pub async fn deliveries_list_newest_first_by_state_and_page(outbox: &dyn Outbox)
     assert!(sent.deliveries.is_empty());
 }
 
+pub async fn a_runs_deliveries_are_listed_newest_first(outbox: &dyn Outbox) {
+    let mine: Vec<Delivery> = (1..=3).map(|i| delivery("r1", i, "slack", 0)).collect();
+    let other = delivery("r2", 1, "slack", 0);
+    outbox.enqueue(0, 1, &mine[..2]).await.unwrap();
+    outbox
+        .enqueue(1, 2, std::slice::from_ref(&other))
+        .await
+        .unwrap();
+    outbox.enqueue(2, 3, &mine[2..]).await.unwrap();
+    let listed = outbox.run_deliveries("r1", 10).await.unwrap();
+    let newest_first: Vec<Delivery> = mine.iter().rev().cloned().collect();
+    assert_eq!(ids(&listed), ids(&newest_first));
+    assert_eq!(
+        ids(&outbox.run_deliveries("r1", 2).await.unwrap()),
+        ids(&newest_first[..2])
+    );
+    assert_eq!(
+        ids(&outbox.run_deliveries("r2", 10).await.unwrap()),
+        ids(&[other])
+    );
+    assert!(outbox.run_deliveries("r3", 10).await.unwrap().is_empty());
+}
+
 pub async fn a_dead_letter_is_resent(outbox: &dyn Outbox) {
     let a = delivery("r1", 1, "slack", 0);
     let id = a.notification.id.clone();
@@ -433,6 +456,7 @@ macro_rules! outbox_conformance {
             settling_needs_the_claim,
             deliveries_list_newest_first_by_state_and_page,
             a_dead_letter_is_resent,
+            a_runs_deliveries_are_listed_newest_first,
             deliveries_are_counted_by_state,
             concurrent_claims_give_a_delivery_to_one_notifier,
         );

@@ -128,6 +128,17 @@ impl Deliveries {
         }
     }
 
+    pub fn of_run(&self, run: &str, limit: usize) -> Vec<Delivery> {
+        self.order
+            .values()
+            .rev()
+            .map(|id| &self.by_id[id].delivery)
+            .filter(|d| d.notification.run == run)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     pub fn resend(&mut self, id: &str, now: SystemTime) -> Result<Delivery, StoreError> {
         let h = self
             .by_id

@@ -220,6 +220,9 @@ pub trait Outbox: Send + Sync {
         limit: usize,
     ) -> Result<DeliveryPage, StoreError>;
 
+    /// A run's deliveries, newest first (by when they were enqueued), at most `limit`.
+    async fn run_deliveries(&self, run: &str, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
     /// Makes a dead letter pending again, due at `now`, with no attempts counted; answers it.
     /// `Conflict` for a delivery that is not dead, `NotFound` for an unknown id.
     async fn resend(&self, id: &str, now: SystemTime) -> Result<Delivery, StoreError>;

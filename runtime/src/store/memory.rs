@@ -366,6 +366,10 @@ impl Outbox for MemoryStore {
         Ok(self.lock()?.outbox.list(state, after, limit))
     }
 
+    async fn run_deliveries(&self, run: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.lock()?.outbox.of_run(run, limit))
+    }
+
     async fn resend(&self, id: &str, now: SystemTime) -> Result<Delivery, StoreError> {
         self.lock()?.outbox.resend(id, now)
     }

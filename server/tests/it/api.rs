@@ -552,6 +552,10 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
         ("get", "/api/whoami"),
         ("post", "/api/session"),
         ("delete", "/api/session"),
+        ("get", "/api/notifications"),
+        ("get", "/api/notifications/{id}"),
+        ("post", "/api/notifications/{id}/resend"),
+        ("get", "/api/runs/{uid}/notifications"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -561,7 +565,10 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
     // And every documented operation is a route: it never reaches the fallback.
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{uid}", "x").replace("{job}", "y");
+            let uri = path
+                .replace("{uid}", "x")
+                .replace("{job}", "y")
+                .replace("{id}", "z");
             let request = Request::builder()
                 .method(method.to_ascii_uppercase().as_str())
                 .uri(&uri)
@@ -589,6 +596,7 @@ async fn every_route_is_in_the_openapi_document_and_answers() {
     );
     assert!(schemas["Pipeline"]["properties"]["jobs"].is_object());
     assert!(schemas["Layout"]["properties"]["nodes"].is_object());
+    assert!(schemas["Delivery"]["properties"]["state"].is_object());
     // GET /api lists the same paths.
     let resources = app.get("/api").await.json();
     let listed: Vec<&str> = resources["resources"]
@@ -893,4 +901,124 @@ async fn a_runs_graph_is_laid_out_once_and_revalidated_with_its_etag() {
     let a = app.send(get("/api/runs/nope/graph".to_string(), &[])).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.json()["kind"], "Error");
+}
+
+/// Notifications as the API shows them: listed by state and by run, read one by one, dead
+/// letters resent by a writer only.
+#[tokio::test]
+async fn notifications_are_listed_read_and_dead_letters_resent() {
+    use chainr_runtime::outbox::conformance::{delivery, t};
+    use chainr_runtime::outbox::{Outbox, Settle};
+    let app = with_tokens();
+    let seed = app
+        .send(
+            Request::post("/api/runs")
+                .header(header::AUTHORIZATION, format!("Bearer {WRITER}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(SEED))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(seed.status, StatusCode::ACCEPTED, "{}", seed.text());
+    let uid = seed.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let (sent, dead) = (delivery(&uid, 1, "slack", 0), delivery(&uid, 2, "mail", 0));
+    let other = delivery("another-run", 1, "slack", 0);
+    let all = [sent.clone(), dead.clone(), other.clone()];
+    app.store.enqueue(0, 1, &all).await.unwrap();
+    app.store
+        .claim_due("n", t(1), Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    let id = |d: &chainr_runtime::outbox::Delivery| d.notification.id.clone();
+    app.store
+        .settle(&id(&sent), "n", Settle::Sent { at: t(2) })
+        .await
+        .unwrap();
+    app.store
+        .settle(
+            &id(&dead),
+            "n",
+            Settle::Dead {
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let as_reader = |uri: String| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {READER}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ids = |a: &Answer| -> Vec<String> {
+        a.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = app
+        .send(as_reader("/api/notifications?state=dead".into()))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    assert_eq!(listed.json()["kind"], "NotificationList");
+    assert_eq!(ids(&listed), [id(&dead)]);
+    assert_eq!(listed.json()["items"][0]["lastError"], "HTTP 503");
+    let paged = app
+        .send(as_reader("/api/notifications?limit=2".into()))
+        .await;
+    assert_eq!(ids(&paged), [id(&other), id(&dead)]);
+    let next = paged.json()["next"].as_str().unwrap().to_string();
+    assert_eq!(ids(&app.send(as_reader(next)).await), [id(&sent)]);
+    let of_run = app
+        .send(as_reader(format!("/api/runs/{uid}/notifications")))
+        .await;
+    assert_eq!(ids(&of_run), [id(&dead), id(&sent)]);
+    assert_eq!(
+        app.send(as_reader("/api/runs/nope/notifications".into()))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let one = app
+        .send(as_reader(format!("/api/notifications/{}", id(&sent))))
+        .await;
+    assert_eq!(one.json()["state"], "sent");
+    assert_eq!(one.json()["attempts"], 1);
+    for bad in ["state=lost", "limit=0", "after=x"] {
+        let a = app
+            .send(as_reader(format!("/api/notifications?{bad}")))
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let resend = |token: &'static str, id: String| {
+        Request::post(format!("/api/notifications/{id}/resend"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(resend(READER, id(&dead))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let again = app.send(resend(WRITER, id(&dead))).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text());
+    assert_eq!(
+        (
+            again.json()["state"].clone(),
+            again.json()["attempts"].clone()
+        ),
+        ("pending".into(), 0.into())
+    );
+    assert_eq!(
+        app.send(resend(WRITER, id(&sent))).await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        app.send(resend(WRITER, "nope".into())).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -35,6 +35,7 @@ pub const FILES: &[(&str, &[u8])] = files![
     "run.js",
     "graph.js",
     "timeline.js",
+    "notifications.js",
     "job.js",
     "log.js",
     "ansi.js",

@@ -1,7 +1,7 @@
 // A run (`/runs/{uid}`, and `/runs/{uid}/jobs/{job}` with a job's panel open): its status and
-// facts, Cancel and Retry for callers who may write, the graph and the timeline, kept live from
-// the run's events (continued from the event the document was read at, so none is missed or
-// applied twice).
+// facts, Cancel and Retry for callers who may write, the graph, the timeline and the
+// notifications, kept live from the run's events (continued from the event the document was
+// read at, so none is missed or applied twice).
 
 import { api, link, runPath } from './api.js';
 import { h, replace, announce, perFrame } from './dom.js';
@@ -11,6 +11,7 @@ import { apply } from './record.js';
 import { createGraph } from './graph.js';
 import { createTimeline } from './timeline.js';
 import { createPanel } from './job.js';
+import { createNotifications } from './notifications.js';
 
 export async function mount(main, params, ctx) {
   const uid = params.uid;
@@ -54,6 +55,8 @@ export async function mount(main, params, ctx) {
   const tabTime = h('button', { type: 'button', role: 'tab', id: 'tab-timeline', 'aria-controls': 'panel-timeline' }, 'Timeline');
   const graphPanel = h('div', { class: 'tabpanel', role: 'tabpanel', id: 'panel-graph', 'aria-labelledby': 'tab-graph' });
   const timePanel = h('div', { class: 'tabpanel', role: 'tabpanel', id: 'panel-timeline', 'aria-labelledby': 'tab-timeline' });
+  const tabNotify = h('button', { type: 'button', role: 'tab', id: 'tab-notifications', 'aria-controls': 'panel-notifications' }, 'Notifications');
+  const notifyPanel = h('div', { class: 'tabpanel', role: 'tabpanel', id: 'panel-notifications', 'aria-labelledby': 'tab-notifications' });
   const aside = h('aside', { class: 'panel', hidden: true });
   replace(
     main,
@@ -64,9 +67,10 @@ export async function mount(main, params, ctx) {
       h(
         'div',
         { class: 'runmain' },
-        h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Views of the run' }, tabGraph, tabTime),
+        h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Views of the run' }, tabGraph, tabTime, tabNotify),
         graphPanel,
         timePanel,
+        notifyPanel,
       ),
       aside,
     ),
@@ -75,33 +79,41 @@ export async function mount(main, params, ctx) {
   const graph = createGraph(graphPanel, { uid, getRun, selected: () => panel.job });
   const timeline = createTimeline(timePanel, { uid, getRun });
   const panel = createPanel(aside, { uid, getRun, pipeline });
+  const notifications = createNotifications(notifyPanel, { uid, canWrite: ctx.canWrite });
 
   // ---- Tabs ----
 
-  let tab = params.query.get('view') === 'timeline' ? 'timeline' : 'graph';
+  // The views, in their order on the tab bar; `?view=` names one.
+  const tabs = [
+    { name: 'graph', button: tabGraph, panel: graphPanel },
+    { name: 'timeline', button: tabTime, panel: timePanel },
+    { name: 'notifications', button: tabNotify, panel: notifyPanel },
+  ];
+  const asked = params.query.get('view');
+  let tab = tabs.some((t) => t.name === asked) ? asked : 'graph';
   function showTab(which, focus = false) {
     tab = which;
-    const graphOn = which === 'graph';
-    tabGraph.setAttribute('aria-selected', String(graphOn));
-    tabTime.setAttribute('aria-selected', String(!graphOn));
-    tabGraph.tabIndex = graphOn ? 0 : -1;
-    tabTime.tabIndex = graphOn ? -1 : 0;
-    graphPanel.hidden = !graphOn;
-    timePanel.hidden = graphOn;
-    timeline.show(!graphOn);
-    if (graphOn) graph.update();
-    if (focus) (graphOn ? tabGraph : tabTime).focus();
+    for (const t of tabs) {
+      const on = t.name === which;
+      t.button.setAttribute('aria-selected', String(on));
+      t.button.tabIndex = on ? 0 : -1;
+      t.panel.hidden = !on;
+      if (on && focus) t.button.focus();
+    }
+    timeline.show(which === 'timeline');
+    notifications.show(which === 'notifications');
+    if (which === 'graph') graph.update();
   }
-  tabGraph.addEventListener('click', () => showTab('graph'));
-  tabTime.addEventListener('click', () => showTab('timeline'));
-  for (const t of [tabGraph, tabTime]) {
-    t.addEventListener('keydown', (e) => {
+  tabs.forEach((t, i) => {
+    t.button.addEventListener('click', () => showTab(t.name));
+    t.button.addEventListener('keydown', (e) => {
       if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
         e.preventDefault();
-        showTab(tab === 'graph' ? 'timeline' : 'graph', true);
+        const step = e.key === 'ArrowRight' ? 1 : tabs.length - 1;
+        showTab(tabs[(i + step) % tabs.length].name, true);
       }
     });
-  }
+  });
   showTab(tab);
 
   // ---- The header ----
@@ -191,6 +203,7 @@ export async function mount(main, params, ctx) {
       // The end of a run (or a retry) is read whole once: the document is the reference.
       if (ev.type === 'runFinished' || ev.type === 'runRetried') {
         reread();
+        notifications.update();
         if (ev.type === 'runFinished') announce(`The run ended: ${run.status.toLowerCase()}`);
       }
     },
@@ -208,7 +221,7 @@ export async function mount(main, params, ctx) {
   function onKey(e) {
     if (e.key === 'Escape' && panel.job && !e.defaultPrevented) {
       e.preventDefault();
-      ctx.navigate(link.run(uid) + (tab === 'timeline' ? '?view=timeline' : ''));
+      ctx.navigate(link.run(uid) + (tab === 'graph' ? '' : `?view=${tab}`));
     }
   }
   document.addEventListener('keydown', onKey);
@@ -240,6 +253,7 @@ export async function mount(main, params, ctx) {
       document.removeEventListener('keydown', onKey);
       graph.stop();
       timeline.stop();
+      notifications.stop();
       panel.stop();
     },
   };

@@ -46,11 +46,15 @@ impl Notifier {
             let me = self.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
+                let mut complaint = Complaint::default();
                 loop {
                     let busy = match me.plan_once().await {
-                        Ok(n) => n > 0,
+                        Ok(n) => {
+                            complaint.over("the notifier reads the store's changes again");
+                            n > 0
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "the notifier cannot read the store's changes");
+                            complaint.say(&e, "the notifier cannot read the store's changes");
                             false
                         }
                     };
@@ -64,6 +68,7 @@ impl Notifier {
             })
         };
         let mut flying: JoinSet<()> = JoinSet::new();
+        let mut complaint = Complaint::default();
         loop {
             while flying.try_join_next().is_some() {}
             let room = self.config.concurrency.saturating_sub(flying.len());
@@ -75,13 +80,14 @@ impl Notifier {
                     .await
                 {
                     Ok(ds) => {
+                        complaint.over("the notifier claims notifications again");
                         claimed = ds.len();
                         for d in ds {
                             let me = self.clone();
                             flying.spawn(async move { me.deliver(d).await });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "the notifier cannot claim notifications"),
+                    Err(e) => complaint.say(&e, "the notifier cannot claim notifications"),
                 }
             }
             if claimed == 0 || room == 0 {
@@ -257,6 +263,35 @@ impl Notifier {
             None => Settle::Dead {
                 error: format!("{error} (after {} attempts)", d.attempts + 1),
             },
+        }
+    }
+}
+
+/// A store that keeps failing is said once a minute, not at every poll, and its recovery once.
+#[derive(Default)]
+struct Complaint {
+    last: Option<std::time::Instant>,
+    missed: u64,
+}
+
+impl Complaint {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn say(&mut self, error: &StoreError, what: &str) {
+        match self.last {
+            Some(at) if at.elapsed() < Self::EVERY => self.missed += 1,
+            _ => {
+                tracing::warn!(error = %error, unreported_failures = self.missed, "{what}");
+                self.last = Some(std::time::Instant::now());
+                self.missed = 0;
+            }
+        }
+    }
+
+    fn over(&mut self, what: &str) {
+        if self.last.take().is_some() {
+            tracing::info!("{what}");
+            self.missed = 0;
         }
     }
 }

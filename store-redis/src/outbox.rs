@@ -336,7 +336,7 @@ impl Outbox for RedisStore {
             .into_iter()
             .filter_map(|(order, body)| Some((order?, body?)))
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found
             .into_iter()
             .take(limit)

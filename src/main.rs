@@ -386,7 +386,10 @@ fn run_local(
         return code;
     }
     let media = notify.as_ref().map(|c| c.medium_names());
-    let out = with_media(compile_file(&name, &src, &params), media.as_deref());
+    let mut out = compile_file(&name, &src, &params);
+    if let Some(known) = &media {
+        out.check_media(known);
+    }
     report(path, &src, &out, color);
     let Some(pipeline) = out.pipeline else {
         summary(&out, color);
@@ -571,7 +574,10 @@ fn check(files: &[PathBuf], params: &Params, notify: Option<&Path>, color: bool)
             continue;
         };
         let name = path.to_string_lossy();
-        let out = with_media(compile_file(&name, &src, params), media.as_deref());
+        let mut out = compile_file(&name, &src, params);
+        if let Some(known) = &media {
+            out.check_media(known);
+        }
         report(path, &src, &out, color);
         let e = out.diagnostics.iter().filter(|d| d.is_error()).count();
         errors += e;
@@ -592,19 +598,6 @@ fn check(files: &[PathBuf], params: &Params, notify: Option<&Path>, color: bool)
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// The compiled file with an error for each notification medium it names that `media` (the
-/// configuration's) does not have; unchanged without a configuration.
-fn with_media(mut out: Compiled, media: Option<&[String]>) -> Compiled {
-    if let Some(known) = media {
-        let unknown = compiler::notify::check_media(&out, known);
-        if unknown.iter().any(|d| d.is_error()) {
-            out.pipeline = None;
-        }
-        out.diagnostics.extend(unknown);
-    }
-    out
 }
 
 /// Compiles a file by kind, as `compiler::compile_file` does, with large source files parsed on

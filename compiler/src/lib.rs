@@ -51,6 +51,17 @@ impl Compiled {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// Adds an error for each notification medium the pipeline names that `known` (the media of
+    /// a server's configuration) does not have ([`notify::check_media`]); with one, there is no
+    /// pipeline to run.
+    pub fn check_media<S: AsRef<str>>(&mut self, known: &[S]) {
+        let unknown = notify::check_media(self, known);
+        if unknown.iter().any(Diagnostic::is_error) {
+            self.pipeline = None;
+        }
+        self.diagnostics.extend(unknown);
+    }
 }
 
 /// Compiles `.chainr` source with the given param values.

@@ -5,7 +5,7 @@
 //! Media are defined in the server's configuration, which the compiler never reads: the checker
 //! only checks the shape of a medium's name ([`ir::is_medium_name`]). A caller that knows the
 //! configured media (the CLI given the server's configuration, the server itself) passes their
-//! names to [`check_media`] or [`check_pipeline_media`], which report every other name. Like
+//! names to [`check_media`] (or [`Compiled::check_media`]), which reports every other name. Like
 //! the rest of the compiler, this does no IO.
 
 use crate::diagnostic::{self, did_you_mean, Diagnostic};
@@ -179,13 +179,6 @@ pub struct MediumUse {
 /// ```
 pub fn check_media<S: AsRef<str>>(compiled: &Compiled, known: &[S]) -> Vec<Diagnostic> {
     unknown_media(&compiled.media, known)
-}
-
-/// [`check_media`] for a pipeline without its text (one read from a store, say): each unknown
-/// medium is reported once, without a label, naming the first job that names it (or none when
-/// the pipeline's notifications name it).
-pub fn check_pipeline_media<S: AsRef<str>>(p: &ir::Pipeline, known: &[S]) -> Vec<Diagnostic> {
-    unknown_media(&media_of(p), known)
 }
 
 fn unknown_media<S: AsRef<str>>(uses: &[MediumUse], known: &[S]) -> Vec<Diagnostic> {
@@ -416,18 +409,6 @@ mod tests {
             )]
         );
         assert_eq!(problems[0].fix.as_ref().unwrap().replacement, "\"pager\"");
-        // The same pipeline without its text: one report per name, no label.
-        let p = out.pipeline.unwrap();
-        let problems = check_pipeline_media(&p, &["pager"]);
-        let messages: Vec<&str> = problems.iter().map(|d| d.message.as_str()).collect();
-        assert_eq!(
-            messages,
-            [
-                "unknown notification medium `team-slack`",
-                "job `to`: unknown notification medium `pagr`"
-            ]
-        );
-        assert!(problems.iter().all(|d| d.labels.is_empty()));
     }
 
     #[test]

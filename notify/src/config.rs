@@ -42,14 +42,6 @@ impl Secret {
             from: from.to_string(),
         }
     }
-
-    #[cfg(test)]
-    pub fn literal(value: &str) -> Secret {
-        Secret {
-            value: value.to_string(),
-            from: "the configuration".into(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -18,6 +18,8 @@ pub struct ShownJob {
     /// Why it ended as it did ("exit code 2", "timed out after 5m").
     pub reason: Option<String>,
     pub attempts: u32,
+    /// The number of its last attempt, whose output `tail` ends.
+    pub last_attempt: Option<u32>,
     pub tail: Option<Tail>,
 }
 
@@ -46,6 +48,7 @@ pub fn jobs_to_show(n: &Notification, run: &Run) -> Vec<ShownJob> {
         status: j.status,
         reason: j.reason.clone(),
         attempts: j.attempts.len() as u32,
+        last_attempt: j.attempts.last().map(|a| a.attempt),
         tail: None,
     };
     match (&n.job, n.event) {
@@ -399,26 +402,24 @@ pub struct Mail {
     pub html: String,
 }
 
+/// `last 20 of 214 lines`, when the tail is not the whole output.
+fn cut(t: &Tail) -> Option<String> {
+    (t.lines.len() < t.total).then(|| format!("last {} of {} lines", t.lines.len(), t.total))
+}
+
 pub fn mail(c: &Context) -> Mail {
     let headline = c.headline();
     let subject = format!("[chainr] {headline} (run {})", c.short_run());
-    let mut text = format!(
-        "{headline}\n\n{}\nRun: {}\n",
-        c.summary(),
-        c.notification.run
-    );
-    if let Some(link) = c.link() {
+    let (summary, link) = (c.summary(), c.link());
+    let mut text = format!("{headline}\n\n{summary}\nRun: {}\n", c.notification.run);
+    if let Some(link) = &link {
         text.push_str(&format!("Open: {link}\n"));
     }
     for j in c.shown() {
         text.push_str(&format!("\n{}\n", job_line(j)));
         if let Some(t) = &j.tail {
-            if t.lines.len() < t.total {
-                text.push_str(&format!(
-                    "  (last {} of {} lines)\n",
-                    t.lines.len(),
-                    t.total
-                ));
+            if let Some(cut) = cut(t) {
+                text.push_str(&format!("  ({cut})\n"));
             }
             for l in &t.lines {
                 text.push_str(&format!("    {l}\n"));
@@ -437,24 +438,20 @@ pub fn mail(c: &Context) -> Mail {
     html.push_str(&format!("<h2>{}</h2>\n", e(&headline)));
     html.push_str(&format!(
         "<p>{}<br>Run <code>{}</code></p>\n",
-        e(&c.summary()),
+        e(&summary),
         e(&c.notification.run)
     ));
-    if let Some(link) = c.link() {
+    if let Some(link) = &link {
         html.push_str(&format!(
             "<p><a href=\"{}\">Open in chainr</a></p>\n",
-            html_escape::encode_double_quoted_attribute(&link)
+            html_escape::encode_double_quoted_attribute(link)
         ));
     }
     for j in c.shown() {
         html.push_str(&format!("<h3>{}</h3>\n", e(&job_line(j))));
         if let Some(t) = &j.tail {
-            if t.lines.len() < t.total {
-                html.push_str(&format!(
-                    "<p><small>last {} of {} lines</small></p>\n",
-                    t.lines.len(),
-                    t.total
-                ));
+            if let Some(cut) = cut(t) {
+                html.push_str(&format!("<p><small>{cut}</small></p>\n"));
             }
             html.push_str(&format!(
                 "<pre style=\"background: #f6f8fa; padding: 8px\">{}</pre>\n",

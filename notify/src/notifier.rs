@@ -214,13 +214,7 @@ impl Notifier {
         }
         let mut jobs = jobs_to_show(n, &run);
         for j in jobs.iter_mut().take(MAX_JOBS_SHOWN) {
-            let Some(attempt) = run
-                .jobs
-                .iter()
-                .find(|r| r.name == j.name)
-                .and_then(|r| r.attempts.last())
-                .map(|a| a.attempt)
-            else {
+            let Some(attempt) = j.last_attempt else {
                 continue;
             };
             let key = LogKey {

@@ -87,8 +87,7 @@ pub fn check(kind: SourceKind, text: &str, params: &Params, media: Option<&[Stri
         SourceKind::Chainr => compiler::compile(text, params),
     };
     if let Some(known) = media {
-        let unknown = compiler::notify::check_media(&compiled, known);
-        compiled.diagnostics.extend(unknown);
+        compiled.check_media(known);
     }
     let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
     let rendered = if compiled.diagnostics.is_empty() {

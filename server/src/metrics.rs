@@ -128,15 +128,20 @@ pub(crate) fn store_error() {
     METRICS.store_errors.inc();
 }
 
+/// The count of `which` in a store's counts (0 when it is left out).
+fn count_of<T: PartialEq>(counts: &[(T, u64)], which: T) -> u64 {
+    counts
+        .iter()
+        .filter(|(s, _)| *s == which)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 /// Sets the store's figures: how many runs have each status.
 pub(crate) fn set_runs(counts: &[(chainr_runtime::record::Status, u64)]) {
     use chainr_runtime::record::Status;
     for status in Status::ALL {
-        let n: u64 = counts
-            .iter()
-            .filter(|(s, _)| *s == status)
-            .map(|(_, n)| *n)
-            .sum();
+        let n = count_of(counts, status);
         METRICS
             .runs
             .get_or_create(&StatusLabel {
@@ -169,11 +174,7 @@ pub fn count_events(_run: &str, events: &[chainr_runtime::event::RunEvent]) {
 pub(crate) fn set_notifications(counts: &[(chainr_runtime::outbox::DeliveryState, u64)]) {
     use chainr_runtime::outbox::DeliveryState;
     for state in DeliveryState::ALL {
-        let n: u64 = counts
-            .iter()
-            .filter(|(s, _)| *s == state)
-            .map(|(_, n)| *n)
-            .sum();
+        let n = count_of(counts, state);
         METRICS
             .notifications
             .get_or_create(&StateLabel {

@@ -5,7 +5,6 @@
 //! say `// media: a, b` is also checked against those notification media, as a server that
 //! defines them would check it.
 
-use chainr_compiler::notify::check_media;
 use chainr_compiler::{compile, render, to_json, Params};
 use std::path::Path;
 
@@ -42,8 +41,7 @@ fn compiled(path: &Path) -> String {
     let src = std::fs::read_to_string(path).unwrap();
     let mut out = compile(&src, &params_of(&src));
     if let Some(media) = media_of(&src) {
-        let unknown = check_media(&out, &media);
-        out.diagnostics.extend(unknown);
+        out.check_media(&media);
     }
     let rendered = render(&out.diagnostics, "input.chainr", &src, false);
     let pipeline = out
@@ -90,8 +88,7 @@ fn error_fixtures() {
         let src = std::fs::read_to_string(path).unwrap();
         let mut out = compile(&src, &params_of(&src));
         if let Some(media) = media_of(&src) {
-            let unknown = check_media(&out, &media);
-            out.diagnostics.extend(unknown);
+            out.check_media(&media);
         }
         assert!(
             out.has_errors() || !out.diagnostics.is_empty(),

@@ -99,6 +99,18 @@ impl Context<'_> {
     pub fn summary(&self) -> String {
         let run = self.run;
         let total = run.jobs.len();
+        // A start is told as it was: the run may well have gone on (or ended) before the
+        // message is sent.
+        if self.notification.event == NotifyEvent::Started && self.notification.job.is_none() {
+            let mut text = match total {
+                1 => "1 job".to_string(),
+                n => format!("{n} jobs"),
+            };
+            if let Some(who) = &run.metadata.submitter {
+                text.push_str(&format!(" · submitted by {who}"));
+            }
+            return text;
+        }
         let mut parts = Vec::new();
         for s in Status::ALL {
             let k = run.jobs.iter().filter(|j| j.status == s).count();

@@ -176,3 +176,15 @@ fn many_failed_jobs_are_counted_beyond_ten() {
     assert!(c.link().is_none(), "no UI address, no link");
     assert_eq!(c.summary(), "all 14 jobs failed");
 }
+
+#[test]
+fn a_start_is_told_as_it_was_even_when_sent_after_the_end() {
+    let (_, run) = failed_run(UID);
+    let n = notification(NotifyEvent::Started, None, "console");
+    let c = context(&n, &run);
+    assert_eq!(c.headline(), "nightly-etl started");
+    assert_eq!(c.summary(), "4 jobs · submitted by alice");
+    assert!(
+        message::stdout_line(&c).starts_with(&format!("START {UID} nightly-etl started: 4 jobs"))
+    );
+}
